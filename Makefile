@@ -1,0 +1,36 @@
+# `make test` and `make bench` create .venv when missing and (re)install the package into it when pyproject.toml changes.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The package asks for a torch range; install this exact build first so pip never pulls a multi-GB CUDA wheel on a CPU
+# machine (here pip finds the CPU wheel on disk). On a GPU machine: make test TORCH="torch==2.13.0" with your index.
+TORCH ?= torch==2.13.0
+LAYERS ?= 4
+
+.PHONY: install test test-slow lint bench clean
+
+install: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[all]"
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+
+test: lint
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(PY) bench/rerank.py --layers $(LAYERS)
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis

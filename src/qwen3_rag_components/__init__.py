@@ -1,0 +1,8 @@
+"""Qwen3 reranking and embedding for RAG pipelines, on a packed-inference engine with the official scores."""
+
+from __future__ import annotations
+
+from .engine import BatchScoreResult, Qwen3RerankEngine, RunMeta, ScoreResult
+
+__all__ = ["BatchScoreResult", "Qwen3RerankEngine", "RunMeta", "ScoreResult"]
+__version__ = "0.1.0"

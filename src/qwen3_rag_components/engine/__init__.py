@@ -1,0 +1,8 @@
+"""The packed-inference engine: torch and transformers only (no Haystack, no LangChain)."""
+
+from __future__ import annotations
+
+from .loading import RunMeta
+from .rerank import BatchScoreResult, Qwen3RerankEngine, ScoreResult
+
+__all__ = ["BatchScoreResult", "Qwen3RerankEngine", "RunMeta", "ScoreResult"]

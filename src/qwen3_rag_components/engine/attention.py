@@ -1,0 +1,94 @@
+"""Packed attention without a dense T×T mask.
+
+A pack is one flat token sequence ``[prefix_1, items of group 1..., prefix_2, items of group 2..., ...]``. Every
+prefix and every item is an attention *row*: its queries are its own tokens; its keys are its group's prefix (items
+only) followed by its own tokens, causally. Rows of similar length are gathered into padded buckets, so the
+attention memory of a pack grows with ``sum(row_len * (prefix_len + row_len))``, never with ``T**2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# A bucket closes when the next (longer) row exceeds its first row by this factor plus slack, which bounds the padded
+# share of a bucket while keeping the number of attention calls per layer small.
+BUCKET_GROWTH = 1.25
+BUCKET_SLACK = 16
+
+
+@dataclass(frozen=True)
+class Row:
+    start: int  # flat index of the row's first token
+    length: int  # number of own tokens (queries)
+    prefix_start: int  # flat index of the shared prefix it attends to
+    prefix_length: int  # 0 for prefixes themselves and for embedding texts
+
+
+@dataclass
+class AttentionBucket:
+    query_index: torch.Tensor  # [N, Lq] flat token index of each query (padding repeats a valid index)
+    key_index: torch.Tensor  # [N, Lk] flat token index of each key
+    mask: torch.Tensor  # [N, 1, Lq, Lk] bool, True = may attend
+    valid: torch.Tensor  # [N, Lq] bool, real (not padded) queries
+    output_index: torch.Tensor  # [sum(len)] flat index of each real query, in ``valid`` order
+
+
+def bucket_rows(rows: Sequence[Row]) -> list[list[Row]]:
+    """Rows sorted by length, split where the length grows past ``BUCKET_GROWTH`` × the bucket's first row."""
+    buckets: list[list[Row]] = []
+    for row in sorted(rows, key=lambda r: (r.length, r.prefix_length)):
+        if not buckets or row.length > BUCKET_GROWTH * buckets[-1][0].length + BUCKET_SLACK:
+            buckets.append([])
+        buckets[-1].append(row)
+    return buckets
+
+
+def build_bucket(rows: Sequence[Row], device: torch.device) -> AttentionBucket:
+    start = torch.tensor([r.start for r in rows], device=device)[:, None]  # [N, 1]
+    length = torch.tensor([r.length for r in rows], device=device)[:, None]
+    prefix_start = torch.tensor([r.prefix_start for r in rows], device=device)[:, None]
+    prefix_length = torch.tensor([r.prefix_length for r in rows], device=device)[:, None]
+    q_len = max(r.length for r in rows)
+    k_len = max(r.prefix_length + r.length for r in rows)
+
+    q_pos = torch.arange(q_len, device=device)[None, :]  # [1, Lq]
+    valid = q_pos < length  # [N, Lq]
+    query_index = start + torch.where(valid, q_pos, 0)
+
+    k_pos = torch.arange(k_len, device=device)[None, :]  # [1, Lk]
+    own = k_pos - prefix_length  # [N, Lk] position of the key inside the row's own tokens (<0: prefix)
+    in_prefix = own < 0
+    key_valid = own < length
+    key_index = torch.where(in_prefix, prefix_start + k_pos, start + own.clamp(min=0))
+    key_index = torch.where(key_valid, key_index, start)  # padded keys point at a real token; the mask hides them
+
+    causal = own[:, None, :] <= q_pos[:, :, None]  # [N, Lq, Lk]
+    mask = (in_prefix[:, None, :] | causal) & key_valid[:, None, :]
+    return AttentionBucket(query_index, key_index, mask[:, None], valid, query_index[valid])
+
+
+def build_buckets(rows: Sequence[Row], device: torch.device) -> list[AttentionBucket]:
+    return [build_bucket(bucket, device) for bucket in bucket_rows(rows)]
+
+
+def packed_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, buckets: Sequence[AttentionBucket], scale: float
+) -> torch.Tensor:
+    """q: [T, H, D], k/v: [T, Hkv, D] (rotary applied) -> [T, H * D]."""
+    num_tokens, num_heads, head_dim = q.shape
+    groups = num_heads // k.shape[1]
+    out = q.new_empty(num_tokens, num_heads, head_dim)
+    for b in buckets:
+        qb = q[b.query_index].transpose(1, 2)  # [N, H, Lq, D]
+        kb = k[b.key_index].transpose(1, 2)  # [N, Hkv, Lk, D]
+        vb = v[b.key_index].transpose(1, 2)
+        if groups > 1:
+            kb = kb.repeat_interleave(groups, dim=1)  # [N, H, Lk, D]
+            vb = vb.repeat_interleave(groups, dim=1)
+        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=b.mask, scale=scale)  # [N, H, Lq, D]
+        out[b.output_index] = ob.transpose(1, 2)[b.valid]
+    return out.view(num_tokens, num_heads * head_dim)

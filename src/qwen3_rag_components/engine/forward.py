@@ -1,0 +1,100 @@
+"""One forward pass of a Qwen3 base model over a pack, reusing the transformers modules' weights.
+
+The layers run on a flat ``[T, C]`` sequence (no batch, no padding); only attention sees the pack's structure, through
+the buckets of :mod:`.attention`. Hidden states come back only at the requested readout positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers.models.qwen3.modeling_qwen3 import Qwen3Model, apply_rotary_pos_emb
+
+from .attention import AttentionBucket, Row, build_buckets, packed_attention
+from .packing import plan_packs
+
+
+@dataclass
+class PackInputs:
+    token_ids: torch.Tensor  # [T]
+    position_ids: torch.Tensor  # [T] prefixes from 0, items continue from their prefix length
+    buckets: list[AttentionBucket]
+    readout: torch.Tensor  # [R] flat index of each item's last token, in segment order
+
+
+def build_pack_inputs(segments: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]], device: torch.device) -> PackInputs:
+    """segments: ``(prefix ids, [item ids, ...])`` per group in the pack; items must be non-empty."""
+    token_ids: list[int] = []
+    positions: list[int] = []
+    rows: list[Row] = []
+    readout: list[int] = []
+    for prefix, items in segments:
+        prefix_start = len(token_ids)
+        if prefix:
+            rows.append(Row(prefix_start, len(prefix), prefix_start, 0))
+            token_ids.extend(prefix)
+            positions.extend(range(len(prefix)))
+        for item in items:
+            rows.append(Row(len(token_ids), len(item), prefix_start, len(prefix)))
+            token_ids.extend(item)
+            positions.extend(range(len(prefix), len(prefix) + len(item)))
+            readout.append(len(token_ids) - 1)
+    return PackInputs(
+        token_ids=torch.tensor(token_ids, device=device),
+        position_ids=torch.tensor(positions, device=device),
+        buckets=build_buckets(rows, device),
+        readout=torch.tensor(readout, device=device),
+    )
+
+
+@torch.inference_mode()
+def packed_hidden_states(model: Qwen3Model, inputs: PackInputs) -> torch.Tensor:
+    """Final-norm hidden states at ``inputs.readout``: [R, C]."""
+    x = model.embed_tokens(inputs.token_ids)  # [T, C]
+    cos, sin = model.rotary_emb(x, inputs.position_ids[None])  # [1, T, D] each
+    cos, sin = cos[0], sin[0]
+    for layer in model.layers:
+        attn = layer.self_attn
+        h = layer.input_layernorm(x)
+        q = attn.q_norm(attn.q_proj(h).view(len(h), -1, attn.head_dim))  # [T, H, D]
+        k = attn.k_norm(attn.k_proj(h).view(len(h), -1, attn.head_dim))  # [T, Hkv, D]
+        v = attn.v_proj(h).view(len(h), -1, attn.head_dim)  # [T, Hkv, D]
+        q, k = apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1)
+        x = x + attn.o_proj(packed_attention(q, k, v, inputs.buckets, attn.scaling))
+        x = x + layer.mlp(layer.post_attention_layernorm(x))
+    return model.norm(x[inputs.readout])
+
+
+@dataclass
+class PackedRun:
+    hidden: torch.Tensor  # [N, C] final-norm hidden state at each item's last token, in item order
+    packs: int
+    tokens_computed: int
+
+
+@torch.inference_mode()
+def run_packed(
+    model: Qwen3Model,
+    prefixes: Sequence[Sequence[int]],
+    item_groups: Sequence[int],
+    item_ids: Sequence[Sequence[int]],
+    *,
+    max_tokens: int,
+    max_items: int | None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PackedRun:
+    """Plan packs over unique items, run one forward per pack and gather the readouts back into item order."""
+    plan = plan_packs([len(p) for p in prefixes], item_groups, [len(i) for i in item_ids], max_tokens=max_tokens, max_items=max_items)
+    device = model.embed_tokens.weight.device
+    hidden = torch.empty(len(item_ids), model.config.hidden_size, dtype=model.embed_tokens.weight.dtype, device=device)
+    done = 0
+    for pack in plan:
+        segments = [(prefixes[g.group], [item_ids[i] for i in g.items]) for g in pack.groups]
+        order = torch.tensor([i for g in pack.groups for i in g.items], device=device)
+        hidden[order] = packed_hidden_states(model, build_pack_inputs(segments, device))
+        done += pack.num_items
+        if progress is not None:
+            progress(done, len(item_ids))
+    return PackedRun(hidden, len(plan), sum(p.num_tokens for p in plan))

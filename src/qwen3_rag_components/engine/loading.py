@@ -1,0 +1,83 @@
+"""Device/dtype resolution, checkpoint loading and per-call meta shared by both engines."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
+
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'.") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available here; use device='cpu'.")
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """bf16 on CUDA (fp16 can overflow in Qwen3), fp32 on CPU (bf16 matmuls are slow without native support)."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    raise ValueError(f"dtype={dtype!r} is not supported; use one of {sorted(DTYPES)} or the torch dtype.")
+
+
+def check_positive_int(name: str, value: object, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        hint = "a positive int or None" if optional else "a positive int"
+        raise ValueError(f"{name}={value!r} is invalid; it must be {hint}.")
+
+
+def hub_kwargs(local_files_only: bool, revision: str | None, token: str | bool | None) -> dict[str, Any]:
+    return {"local_files_only": local_files_only, "revision": revision, "token": token, "trust_remote_code": False}
+
+
+def load_qwen3_config_and_tokenizer(
+    model_name_or_path: str, hub: dict[str, Any]
+) -> tuple[Any, PreTrainedTokenizerBase]:
+    config = AutoConfig.from_pretrained(model_name_or_path, **hub)
+    if config.model_type != "qwen3":
+        raise ValueError(
+            f"{model_name_or_path!r} is a {config.model_type!r} checkpoint; this engine runs Qwen3 checkpoints "
+            "(model_type 'qwen3'), e.g. 'Qwen/Qwen3-Reranker-0.6B' or 'Qwen/Qwen3-Embedding-0.6B'."
+        )
+    return config, AutoTokenizer.from_pretrained(model_name_or_path, **hub)
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """What one engine call computed."""
+
+    documents: int  # inputs in the call (documents, or texts for the embedder), duplicates included
+    unique_documents: int  # inputs actually computed after dedup
+    truncated_documents: int  # inputs cut to fit max_length (by the official rule)
+    packs: int  # forward passes
+    tokens_computed: int  # tokens through the model: each pack's prefixes once, plus its items
+    padding_free_tokens: int  # tokens a per-pair path would compute without padding (prefix repeated per input)
+    elapsed_ms: float
+    device: str
+    dtype: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,247 @@
+"""Qwen3RerankEngine: packed scoring with the official Qwen3-Reranker prompt, truncation and yes/no head."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+
+from .forward import run_packed
+from .loading import (
+    RunMeta,
+    check_positive_int,
+    hub_kwargs,
+    load_qwen3_config_and_tokenizer,
+    resolve_device,
+    resolve_dtype,
+)
+from .packing import dedup
+from .prompts import (
+    DEFAULT_RERANK_INSTRUCTION,
+    RERANK_PREFIX,
+    RERANK_SUFFIX,
+    TextTokenizer,
+    check_texts,
+    rerank_document_body,
+    rerank_query_body,
+)
+
+DEFAULT_MAX_TOKENS_PER_PACK = 8192
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    scores: list[float]
+    meta: RunMeta
+
+
+@dataclass(frozen=True)
+class BatchScoreResult:
+    scores: list[list[float]]
+    meta: RunMeta
+
+
+class Qwen3RerankEngine:
+    """Scores documents against a query with a Qwen3-Reranker checkpoint, packing many documents per forward pass.
+
+    Scores equal the official model-card computation: ``P(yes) = softmax([logit_no, logit_yes])[1]`` at the last
+    token of ``prefix + "<Instruct>: {instruction}\\n<Query>: {query}\\n<Document>: {doc}" + suffix``, with the
+    body truncated from the document's end to fit ``max_length``. The query part is computed once per pack, each
+    document attends to it and causally to itself only, and only the "yes"/"no" rows of the output head are used.
+
+    Special-token strings inside queries, instructions and documents (``<|im_end|>``, ``<think>``, ...) are
+    tokenized as plain text: a document cannot close the prompt and write its own "yes". (The official code would
+    turn them into control tokens; for text without such strings the tokens are identical.)
+
+    Example:
+        >>> engine = Qwen3RerankEngine.from_pretrained("Qwen/Qwen3-Reranker-0.6B")
+        >>> engine.score("What is the capital of China?", ["The capital of China is Beijing.", "Gravity."])
+        [0.99..., 0.00...]
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        instruction: str | None = None,
+        max_length: int = 8192,
+        max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
+        max_docs_per_pack: int | None = None,
+    ) -> None:
+        check_positive_int("max_length", max_length)
+        check_positive_int("max_tokens_per_pack", max_tokens_per_pack)
+        check_positive_int("max_docs_per_pack", max_docs_per_pack, optional=True)
+        self.text = TextTokenizer(tokenizer)
+        self.instruction = self._check_instruction(instruction)
+        self.max_length = max_length
+        self.max_tokens_per_pack = max_tokens_per_pack
+        self.max_docs_per_pack = max_docs_per_pack
+        self.prefix_ids = self.text.template_ids(RERANK_PREFIX)
+        self.suffix_ids = self.text.template_ids(RERANK_SUFFIX)
+        if max_length <= len(self.prefix_ids) + len(self.suffix_ids):
+            raise ValueError(
+                f"max_length={max_length} leaves no room for the query and document: the official prompt's fixed "
+                f"prefix and suffix alone take {len(self.prefix_ids) + len(self.suffix_ids)} tokens. "
+                "Use a larger max_length (the official value is 8192)."
+            )
+        head = model.get_output_embeddings()
+        if head is None:
+            raise ValueError("The reranker needs a causal-LM checkpoint with an output head (Qwen3ForCausalLM).")
+        yes, no = self.text.token_id("yes"), self.text.token_id("no")
+        # [2, C] fp32: the only rows of the head the score needs (the input embedding when tied).
+        self.yes_no_head = head.weight.detach()[[yes, no]].float().clone()
+        self.model = model.model.eval()
+        self.device = self.model.embed_tokens.weight.device
+        self.dtype = self.model.embed_tokens.weight.dtype
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_name_or_path: str,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        instruction: str | None = None,
+        max_length: int = 8192,
+        max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
+        max_docs_per_pack: int | None = None,
+        local_files_only: bool = False,
+        revision: str | None = None,
+        token: str | bool | None = None,
+    ) -> Qwen3RerankEngine:
+        """Load a Qwen3-Reranker from a hub id or a local folder (safetensors, no remote code).
+
+        ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and fp32 on CPU.
+        """
+        resolved_device = resolve_device(device)
+        resolved_dtype = resolve_dtype(dtype, resolved_device)
+        hub = hub_kwargs(local_files_only, revision, token)
+        _, tokenizer = load_qwen3_config_and_tokenizer(model_name_or_path, hub)
+        model = AutoModelForCausalLM.from_pretrained(model_name_or_path, dtype=resolved_dtype, use_safetensors=True, **hub)
+        return cls(
+            model.to(resolved_device),
+            tokenizer,
+            instruction=instruction,
+            max_length=max_length,
+            max_tokens_per_pack=max_tokens_per_pack,
+            max_docs_per_pack=max_docs_per_pack,
+        )
+
+    def score(
+        self, query: str, documents: Sequence[str], *, instruction: str | None = None, return_logits: bool = False
+    ) -> list[float]:
+        """P(yes) for each document, in input order (``return_logits=True``: the raw ``logit_yes - logit_no``)."""
+        return self.score_with_meta(query, documents, instruction=instruction, return_logits=return_logits).scores
+
+    def score_with_meta(
+        self, query: str, documents: Sequence[str], *, instruction: str | None = None, return_logits: bool = False
+    ) -> ScoreResult:
+        result = self.score_batch_with_meta([(query, documents)], instruction=instruction, return_logits=return_logits)
+        return ScoreResult(result.scores[0], result.meta)
+
+    def score_batch(
+        self,
+        requests: Sequence[tuple[str, Sequence[str]]],
+        *,
+        instruction: str | None = None,
+        return_logits: bool = False,
+    ) -> list[list[float]]:
+        """Several ``(query, documents)`` requests in one call; their groups are packed together."""
+        return self.score_batch_with_meta(requests, instruction=instruction, return_logits=return_logits).scores
+
+    def score_batch_with_meta(
+        self,
+        requests: Sequence[tuple[str, Sequence[str]]],
+        *,
+        instruction: str | None = None,
+        return_logits: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> BatchScoreResult:
+        """Like :meth:`score_batch`, plus meta; ``progress(done, total)`` is called after each pack."""
+        start = time.perf_counter()
+        instruction = self.instruction if instruction is None else self._check_instruction(instruction)
+        queries, documents = self._check_requests(requests)
+
+        # Query parts: dedup identical queries, tokenize once, and work out each one's document budget.
+        unique_queries, query_of_request = dedup(queries)
+        bodies = self.text.plain_ids([rerank_query_body(instruction, q) for q in unique_queries])
+        prefixes = [self.prefix_ids + body for body in bodies]
+        budgets = [self._document_budget(len(body), q) for body, q in zip(bodies, unique_queries, strict=True)]
+
+        # Documents: tokenize each distinct string once; an item is a (query part, document) pair.
+        flat_docs = [doc for docs in documents for doc in docs]
+        unique_docs, doc_index = dedup(flat_docs)
+        doc_ids = self.text.plain_ids([rerank_document_body(d) for d in unique_docs])
+        request_of_doc = [r for r, docs in enumerate(documents) for _ in docs]
+        pair_keys = [(query_of_request[r], doc_index[k]) for k, r in enumerate(request_of_doc)]
+        unique_pairs, pair_of_doc = dedup(pair_keys)
+        item_groups = [q for q, _ in unique_pairs]
+        items = [doc_ids[d][: budgets[q]] + self.suffix_ids for q, d in unique_pairs]
+
+        run = run_packed(
+            self.model,
+            prefixes,
+            item_groups,
+            items,
+            max_tokens=self.max_tokens_per_pack,
+            max_items=self.max_docs_per_pack,
+            progress=progress,
+        )
+        logits = run.hidden.float() @ self.yes_no_head.T  # [N, 2] (yes, no)
+        margin = logits[:, 0] - logits[:, 1]  # sigmoid(l_yes - l_no) == softmax([l_no, l_yes])[1]
+        values = (margin if return_logits else torch.sigmoid(margin)).tolist()
+
+        flat_scores = [values[p] for p in pair_of_doc]
+        scores, offset = [], 0
+        for docs in documents:
+            scores.append(flat_scores[offset : offset + len(docs)])
+            offset += len(docs)
+        meta = RunMeta(
+            documents=len(flat_docs),
+            unique_documents=len(unique_pairs),
+            truncated_documents=sum(len(doc_ids[d]) > budgets[q] for q, d in pair_keys),
+            packs=run.packs,
+            tokens_computed=run.tokens_computed,
+            padding_free_tokens=sum(len(prefixes[q]) + len(items[p]) for (q, _), p in zip(pair_keys, pair_of_doc, strict=True)),
+            elapsed_ms=(time.perf_counter() - start) * 1000,
+            device=str(self.device),
+            dtype=str(self.dtype).removeprefix("torch."),
+        )
+        return BatchScoreResult(scores, meta)
+
+    def _document_budget(self, body_length: int, query: str) -> int:
+        """Document tokens the official truncation keeps: max_length - prefix - suffix - query part."""
+        budget = self.max_length - len(self.prefix_ids) - len(self.suffix_ids) - body_length
+        if budget < 1:
+            raise ValueError(
+                f"The query part takes {body_length} tokens (instruction + query {query[:60]!r}...), the fixed prompt "
+                f"{len(self.prefix_ids) + len(self.suffix_ids)}, so max_length={self.max_length} leaves no token for the "
+                "document. Shorten the query or instruction, or raise max_length."
+            )
+        return budget
+
+    @staticmethod
+    def _check_instruction(instruction: str | None) -> str:
+        if instruction is None:
+            return DEFAULT_RERANK_INSTRUCTION
+        if not isinstance(instruction, str):
+            raise TypeError(f"instruction must be a str or None, got {type(instruction).__name__}.")
+        return instruction
+
+    @staticmethod
+    def _check_requests(requests: Sequence[tuple[str, Sequence[str]]]) -> tuple[list[str], list[list[str]]]:
+        queries, documents = [], []
+        for r, request in enumerate(requests):
+            if not (isinstance(request, tuple | list) and len(request) == 2):
+                raise TypeError(f"requests[{r}] must be a (query, documents) pair, got {type(request).__name__}.")
+            query, docs = request
+            if not isinstance(query, str):
+                raise TypeError(f"The query of requests[{r}] is {type(query).__name__}; it must be a str.")
+            check_texts(docs, "documents" if len(requests) == 1 else f"requests[{r}] documents")
+            queries.append(query)
+            documents.append(list(docs))
+        return queries, documents

@@ -1,0 +1,39 @@
+"""Session-scoped tiny random Qwen3 checkpoints (written once per test session) and their engines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from qwen3_rag_components import Qwen3RerankEngine
+from qwen3_rag_components.testing import write_reranker_checkpoint
+
+
+@pytest.fixture(scope="session")
+def reranker_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("rerankers")
+    return {
+        "tied": write_reranker_checkpoint(root / "tied", tied=True, seed=0),
+        "untied": write_reranker_checkpoint(root / "untied", tied=False, seed=1),
+    }
+
+
+@pytest.fixture(scope="session", params=["tied", "untied"])
+def reranker_path(request: pytest.FixtureRequest, reranker_paths: dict[str, Path]) -> Path:
+    return reranker_paths[request.param]
+
+
+@pytest.fixture(scope="session")
+def official_reranker(reranker_path: Path):
+    """The full transformers model and tokenizer, as the model card loads them (fp32, CPU)."""
+    model = AutoModelForCausalLM.from_pretrained(reranker_path, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(reranker_path, padding_side="left")
+    return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def rerank_engine(reranker_path: Path) -> Qwen3RerankEngine:
+    return Qwen3RerankEngine.from_pretrained(str(reranker_path), device="cpu", local_files_only=True)
