@@ -307,8 +307,9 @@ def reranker_prompt(query: str, document: str, instruction: str = DEFAULT_RERANK
     return f"{_RERANK_PREFIX}<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}{_RERANK_SUFFIX}"
 
 
-def _last_hidden_states(model: transformers.Qwen3ForCausalLM, texts: list[str]) -> torch.Tensor:
-    tokenizer = build_qwen3_tokenizer()
+def _last_hidden_states(
+    model: transformers.Qwen3ForCausalLM, tokenizer: transformers.PreTrainedTokenizerFast, texts: list[str]
+) -> torch.Tensor:
     rows = []
     with torch.no_grad():
         for text in texts:
@@ -317,7 +318,9 @@ def _last_hidden_states(model: transformers.Qwen3ForCausalLM, texts: list[str]) 
     return torch.stack(rows)
 
 
-def _calibrate_yes_no_rows(model: transformers.Qwen3ForCausalLM, seed: int) -> None:
+def _calibrate_yes_no_rows(
+    model: transformers.Qwen3ForCausalLM, tokenizer: transformers.PreTrainedTokenizerFast, seed: int
+) -> None:
     """Set the "yes"/"no" output rows so that reranker scores spread around 0.5 across documents.
 
     Random rows give a yes-no logit difference dominated by a component shared by every prompt (the
@@ -332,7 +335,7 @@ def _calibrate_yes_no_rows(model: transformers.Qwen3ForCausalLM, seed: int) -> N
     # Two passes: with tied weights the rows are also the input embeddings of "yes"/"no", which occur in the
     # system prompt, so the first pass shifts the hidden states a little.
     for _ in range(2):
-        hidden = _last_hidden_states(model, texts)
+        hidden = _last_hidden_states(model, tokenizer, texts)
         mean = hidden.mean(dim=0)
         v = direction - (direction @ mean) / (mean @ mean) * mean
         v = v * (_YES_NO_LOGIT_STD / (hidden @ v).std())
@@ -349,9 +352,10 @@ def write_reranker_checkpoint(
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model = _random_causal_lm(qwen3_config(geometry, tie_word_embeddings=tied), seed)
-    _calibrate_yes_no_rows(model, seed)
+    tokenizer = build_qwen3_tokenizer(append_endoftext=False)
+    _calibrate_yes_no_rows(model, tokenizer, seed)
     model.save_pretrained(path)
-    build_qwen3_tokenizer(append_endoftext=False).save_pretrained(path)
+    tokenizer.save_pretrained(path)
     return path
 
 

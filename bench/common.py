@@ -1,0 +1,228 @@
+"""Helpers shared by the benchmarks: seeded workloads, timing, resident memory, matmul rate, FLOP counts, tables."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import gc
+import math
+import platform
+import random
+import re
+import resource
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import psutil
+import torch
+
+T = TypeVar("T")
+
+# ------------------------------------------------------------------------------------------------ workloads
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    name: str
+    description: str
+    documents: int
+    median_words: float
+    sigma: float
+    min_words: int
+    max_words: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Workload:
+    spec: WorkloadSpec
+    query: str
+    documents: list[str]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+WORKLOADS = {
+    "R": WorkloadSpec("R", "passages", 100, 60, 0.8, 4, 400, seed=1),
+    "S": WorkloadSpec("S", "short product-like documents", 200, 12, 0.5, 2, 60, seed=2),
+}
+
+
+@functools.lru_cache(maxsize=1)
+def english_words() -> tuple[str, ...]:
+    """Every word of Python's own reference-manual text, in order and with repeats.
+
+    Drawing from the running text keeps natural word frequencies, so BPE token counts per word are realistic
+    (common words are one token, rarer technical words split into several).
+    """
+    from pydoc_data.topics import topics
+
+    return tuple(word.lower() for word in re.findall(r"\b[A-Za-z][a-z]+\b", " ".join(topics.values())))
+
+
+def _sentences(words: Sequence[str], rng: random.Random) -> str:
+    """Capitalised sentences of 6-18 words ending with a period, so documents look like prose."""
+    out: list[str] = []
+    start = 0
+    while start < len(words):
+        end = start + rng.randint(6, 18)
+        sentence = list(words[start:end])
+        sentence[0] = sentence[0].capitalize()
+        out.append(" ".join(sentence) + ".")
+        start = end
+    return " ".join(out)
+
+
+def make_workload(spec: WorkloadSpec, max_documents: int | None = None) -> Workload:
+    """One short question and ``spec.documents`` documents with lognormal word counts (clipped), all seeded."""
+    rng = random.Random(spec.seed)
+    vocabulary = english_words()
+    query_words = rng.choices(vocabulary, k=rng.randint(4, 8))
+    query = f"What is the {' '.join(query_words)}?"
+    documents = []
+    for _ in range(spec.documents if max_documents is None else min(max_documents, spec.documents)):
+        count = round(rng.lognormvariate(math.log(spec.median_words), spec.sigma))
+        count = min(max(count, spec.min_words), spec.max_words)
+        documents.append(_sentences(rng.choices(vocabulary, k=count), rng))
+    return Workload(spec, query, documents)
+
+
+# ------------------------------------------------------------------------------------------------ time, memory
+
+
+def rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) to the current RSS; False where that is not possible (non-Linux)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_mb() -> float:
+    """VmHWM (resettable) on Linux, else the process-lifetime peak from getrusage."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    scale = 2**20 if platform.system() == "Darwin" else 2**10  # ru_maxrss: bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap back to the OS, so the next peer's RSS does not carry the previous one's."""
+    gc.collect()
+    libc_name = ctypes.util.find_library("c")
+    if libc_name and platform.system() == "Linux":
+        ctypes.CDLL(libc_name).malloc_trim(0)
+
+
+@dataclass
+class Measurement(Generic[T]):
+    seconds: list[float]  # one per repeat
+    rss_before_mb: float  # resident set just before the timed calls (includes loaded weights)
+    peak_mb: float  # peak resident set during the timed calls
+    peak_is_per_call: bool  # False: peak_mb is the process-lifetime peak (the reset was not possible)
+    result: T  # the last call's result
+
+    @property
+    def median_seconds(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def measure(fn: Callable[[], T], repeat: int = 1) -> Measurement[T]:
+    """Time ``fn`` ``repeat`` times and record resident memory around the calls."""
+    release_memory()
+    before = rss_mb()
+    per_call = reset_peak_rss()
+    seconds = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        seconds.append(time.perf_counter() - start)
+    return Measurement(seconds, before, peak_rss_mb(), per_call, result)
+
+
+# ------------------------------------------------------------------------------------------------ machine, FLOPs
+
+
+def matmul_gflops(n: int = 4096, repeat: int = 3) -> float:
+    """Best-of-``repeat`` fp32 ``torch.mm`` rate of an n×n by n×n product, in GFLOP/s: the roofline for utilisation."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm-up: thread pool, page faults
+    best = math.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@dataclass(frozen=True)
+class DecoderShape:
+    layers: int
+    heads: int
+    head_dim: int
+    non_embedding_params: int
+
+
+def decoder_shape(model: torch.nn.Module) -> DecoderShape:
+    """Shape of a transformers decoder; non-embedding parameters exclude the input embedding (and a tied head)."""
+    config = model.config
+    embedding = model.get_input_embeddings().weight.numel()
+    total = sum(p.numel() for p in model.parameters())  # a tied output head is the same tensor, counted once
+    return DecoderShape(config.num_hidden_layers, config.num_attention_heads, config.head_dim, total - embedding)
+
+
+def useful_flops(shape: DecoderShape, prefix_length: int, item_lengths: Sequence[int]) -> float:
+    """FLOPs a perfect engine needs: the shared prefix once, each item once, exact causal attention.
+
+    Dense layers: 2 × non-embedding parameters per token. Attention per layer (QKᵀ and PV, 2 FLOPs per MAC):
+    4·H·D per (query, key) pair; an item of length l after a prefix of length p has l·(p + (l+1)/2) pairs, the
+    prefix itself p·(p+1)/2. For embedding texts use ``prefix_length=0``.
+    """
+    tokens = prefix_length + sum(item_lengths)
+    pairs = prefix_length * (prefix_length + 1) / 2 + sum(l * (prefix_length + (l + 1) / 2) for l in item_lengths)
+    return 2 * shape.non_embedding_params * tokens + shape.layers * 4 * shape.heads * shape.head_dim * pairs
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table: first column left-aligned, the others right-aligned."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        first, *rest = cells
+        return "  ".join([f"{first:<{widths[0]}}", *(f"{c:>{w}}" for c, w in zip(rest, widths[1:], strict=True))])
+
+    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+
+
+def format_ratio(value: float) -> str:
+    return f"{value:.2f}x" if value < 100 else f"{value:.0f}x"
