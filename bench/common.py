@@ -84,8 +84,8 @@ def make_workload(spec: WorkloadSpec, max_documents: int | None = None) -> Workl
     """One short question and ``spec.documents`` documents with lognormal word counts (clipped), all seeded."""
     rng = random.Random(spec.seed)
     vocabulary = english_words()
-    query_words = rng.choices(vocabulary, k=rng.randint(4, 8))
-    query = f"What is the {' '.join(query_words)}?"
+    keywords = [w for w in vocabulary if len(w) >= 4]  # content words, so the question reads like a search query
+    query = f"What is the {' '.join(rng.choices(keywords, k=rng.randint(3, 6)))}?"
     documents = []
     for _ in range(spec.documents if max_documents is None else min(max_documents, spec.documents)):
         count = round(rng.lognormvariate(math.log(spec.median_words), spec.sigma))
@@ -201,11 +201,11 @@ def useful_flops(shape: DecoderShape, prefix_length: int, item_lengths: Sequence
     """FLOPs a perfect engine needs: the shared prefix once, each item once, exact causal attention.
 
     Dense layers: 2 × non-embedding parameters per token. Attention per layer (QKᵀ and PV, 2 FLOPs per MAC):
-    4·H·D per (query, key) pair; an item of length l after a prefix of length p has l·(p + (l+1)/2) pairs, the
+    4·H·D per (query, key) pair; an item of length n after a prefix of length p has n·(p + (n+1)/2) pairs, the
     prefix itself p·(p+1)/2. For embedding texts use ``prefix_length=0``.
     """
     tokens = prefix_length + sum(item_lengths)
-    pairs = prefix_length * (prefix_length + 1) / 2 + sum(l * (prefix_length + (l + 1) / 2) for l in item_lengths)
+    pairs = prefix_length * (prefix_length + 1) / 2 + sum(n * (prefix_length + (n + 1) / 2) for n in item_lengths)
     return 2 * shape.non_embedding_params * tokens + shape.layers * 4 * shape.heads * shape.head_dim * pairs
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` sits next to this script
 
-from common import (  # noqa: E402
+from common import (
     WORKLOADS,
     DecoderShape,
     Measurement,
@@ -41,10 +41,9 @@ from common import (  # noqa: E402
     release_memory,
     useful_flops,
 )
-
-from qwen3_rag_components.engine.packing import plan_packs  # noqa: E402
-from qwen3_rag_components.engine.rerank import DEFAULT_MAX_TOKENS_PER_PACK, Qwen3RerankEngine  # noqa: E402
-from qwen3_rag_components.testing import QWEN3_0_6B, write_reranker_checkpoint  # noqa: E402
+from qwen3_rag_components.engine.packing import plan_packs
+from qwen3_rag_components.engine.rerank import DEFAULT_MAX_TOKENS_PER_PACK, Qwen3RerankEngine
+from qwen3_rag_components.testing import QWEN3_0_6B, write_reranker_checkpoint
 
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 OFFICIAL_MAX_LENGTH = 8192
@@ -165,7 +164,7 @@ def split_query_part(tokenizer: PreTrainedTokenizerBase, query: str, full_ids: l
 
 
 def dense_mask_inputs(prefix: list[int], items: list[list[int]]) -> tuple[torch.Tensor, ...]:
-    """[prefix ; item 1 ; item 2 ; ...] with a dense T×T additive mask: each item sees the prefix and itself, causally."""
+    """[prefix ; item 1 ; item 2 ; ...] and a dense T×T additive mask: items see the prefix and themselves, causally."""
     ids = prefix + [t for item in items for t in item]
     segment = torch.tensor([0] * len(prefix) + [k + 1 for k, item in enumerate(items) for _ in item])  # [T]
     positions = list(range(len(prefix))) + [len(prefix) + i for item in items for i in range(len(item))]
@@ -195,3 +194,312 @@ def dense_mask_scores(
         for i, score in zip(members, yes_probability(logits[0, ends], tokenizer), strict=True):
             scores[i] = score
     return scores, {"packs": len(plan), "tokens": sum(p.num_tokens for p in plan)}
+
+
+# ------------------------------------------------------------------------------------------------ peers
+
+
+@dataclass
+class Bench:
+    path: Path
+    args: argparse.Namespace
+    tokenizer: PreTrainedTokenizerBase
+    workloads: list[Workload]
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def transformers_peers(bench: Bench) -> dict[str, PeerFn]:
+    model, tokenizer, batch_size = load_causal_lm(bench.path), bench.tokenizer, bench.args.batch_size
+
+    def official(last_only: bool) -> PeerFn:
+        return lambda q, docs: (
+            official_scores(model, tokenizer, q, docs, batch_size=batch_size, last_only=last_only),
+            {},
+        )
+
+    return {
+        "official-vocab": official(last_only=False),
+        "official-last": official(last_only=True),
+        "dense-mask-packed": lambda q, docs: dense_mask_scores(
+            model, tokenizer, q, docs, max_tokens=DEFAULT_MAX_TOKENS_PER_PACK
+        ),
+    }
+
+
+def crossencoder_peers(bench: Bench) -> dict[str, PeerFn]:
+    from sentence_transformers import CrossEncoder
+
+    model = CrossEncoder(str(bench.path), device="cpu", local_files_only=True)
+    bench.notes.extend(check_crossencoder_ids(model, bench.tokenizer, bench.workloads))
+    batch_size = bench.args.batch_size
+
+    def predict(q: str, docs: list[str]) -> tuple[list[float], dict[str, Any]]:
+        # Default activation for a LogitScore (num_labels=1) model is sigmoid(l_yes - l_no) = P(yes).
+        scores = model.predict([(q, d) for d in docs], batch_size=batch_size, show_progress_bar=False)
+        return scores.tolist(), {}
+
+    return {"st-crossencoder": predict}
+
+
+def our_peers(bench: Bench) -> dict[str, PeerFn]:
+    engine = Qwen3RerankEngine.from_pretrained(str(bench.path), device="cpu", local_files_only=True)
+
+    def score(q: str, docs: list[str]) -> tuple[list[float], dict[str, Any]]:
+        result = engine.score_with_meta(q, docs)
+        return result.scores, dataclasses.asdict(result.meta)
+
+    return {"ours": score}
+
+
+def crossencoder_ids(model: Any, pairs: list[tuple[str, str]], prompt: str | None = None) -> list[list[int]]:
+    """The unpadded token ids CrossEncoder feeds the model for ``pairs`` (its own preprocessing, left padding)."""
+    features = model.preprocess(pairs, prompt=prompt)
+    return [
+        ids[mask.bool()].tolist() for ids, mask in zip(features["input_ids"], features["attention_mask"], strict=True)
+    ]
+
+
+def check_crossencoder_ids(model: Any, tokenizer: PreTrainedTokenizerBase, workloads: list[Workload]) -> list[str]:
+    """Token ids CrossEncoder feeds vs the official ones: every pair with the default instruction, a few with
+    ``prompt=`` (a system message that the template turns into the instruction)."""
+    notes = []
+    custom = "Given a product search query, retrieve products that match it"
+    for workload in workloads:
+        pairs = [(workload.query, d) for d in workload.documents]
+        fed, official = crossencoder_ids(model, pairs), official_ids(tokenizer, workload.query, workload.documents)
+        same = sum(a == b for a, b in zip(fed, official, strict=True))
+        few = pairs[:4]
+        prompted = crossencoder_ids(model, few, prompt=custom) == official_ids(
+            tokenizer, workload.query, [d for _, d in few], instruction=custom
+        )
+        notes.append(
+            f"st-crossencoder token ids, workload {workload.name}: {same}/{len(pairs)} pairs equal the official ids; "
+            f"with prompt=<instruction> (system role): {'equal' if prompted else 'DIFFERENT'} on {len(few)} pairs"
+        )
+    return notes
+
+
+# ------------------------------------------------------------------------------------------------ measurement
+
+
+@dataclass(frozen=True)
+class WorkloadStats:
+    """Token counts of the official formulation and the useful FLOPs (same numerator for every peer)."""
+
+    query_part_tokens: int  # prefix + body up to "<Document>:"
+    document_tokens: list[int]  # per document: " " + doc + suffix tokens
+    padding_free_tokens: int  # what a per-pair path computes without padding
+    useful_tokens: int  # the query part once plus every document
+    useful_flops: float
+
+
+def workload_stats(tokenizer: PreTrainedTokenizerBase, workload: Workload, shape: DecoderShape) -> WorkloadStats:
+    full = official_ids(tokenizer, workload.query, workload.documents)
+    split = split_query_part(tokenizer, workload.query, full)
+    items = [len(ids) - split for ids in full]
+    return WorkloadStats(
+        query_part_tokens=split,
+        document_tokens=items,
+        padding_free_tokens=sum(len(ids) for ids in full),
+        useful_tokens=split + sum(items),
+        useful_flops=useful_flops(shape, split, items),
+    )
+
+
+def meta_shape(path: Path) -> DecoderShape:
+    """Parameter counts without allocating weights (meta device)."""
+    config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    with torch.device("meta"):
+        return decoder_shape(AutoModelForCausalLM.from_config(config))
+
+
+def run_peers(bench: Bench) -> Iterator[tuple[str, str, Measurement[tuple[list[float], dict[str, Any]]]]]:
+    """(workload, peer, measurement) for every peer; one model group is resident at a time."""
+    for load in (transformers_peers, crossencoder_peers, our_peers):
+        peers = load(bench)
+        for name, fn in peers.items():
+            for workload in bench.workloads:
+                print(f"  {workload.name}: {name} ...", flush=True)
+                fn(workload.query, workload.documents[:2])  # warm-up: lazy init, thread pool, allocator
+                call = functools.partial(fn, workload.query, workload.documents)
+                yield workload.name, name, measure(call, bench.args.repeat)
+        del peers
+        release_memory()
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def peer_rows(
+    workload: Workload,
+    stats: WorkloadStats,
+    results: dict[str, Measurement[tuple[list[float], dict[str, Any]]]],
+    matmul_rate: float,
+) -> tuple[list[list[str]], list[dict[str, Any]]]:
+    ours, reference = results["ours"].median_seconds, results["official-vocab"]
+    reference_scores = torch.tensor(reference.result[0], dtype=torch.float64)
+    rows, records = [], []
+    for name in PEER_ORDER:
+        m = results[name]
+        seconds = m.median_seconds
+        delta = (torch.tensor(m.result[0], dtype=torch.float64) - reference_scores).abs().max().item()
+        record = {
+            "peer": name,
+            "seconds": seconds,
+            "all_seconds": m.seconds,
+            "docs_per_s": len(workload.documents) / seconds,
+            "tokens_per_s": stats.padding_free_tokens / seconds,
+            "ours_speedup": seconds / ours,
+            "speedup_vs_official_vocab": reference.median_seconds / seconds,
+            "utilisation": stats.useful_flops / seconds / (matmul_rate * 1e9),
+            "rss_before_mb": m.rss_before_mb,
+            "peak_rss_mb": m.peak_mb,
+            "peak_is_per_call": m.peak_is_per_call,
+            "max_abs_delta": delta,
+            "info": m.result[1],
+        }
+        records.append(record)
+        rows.append(
+            [
+                name,
+                f"{record['docs_per_s']:.1f}",
+                f"{record['tokens_per_s']:.0f}",
+                f"{seconds:.2f}",
+                format_ratio(record["ours_speedup"]),
+                format_ratio(record["speedup_vs_official_vocab"]),
+                f"{100 * record['utilisation']:.1f}%",
+                f"{m.rss_before_mb:.0f}",
+                f"{m.peak_mb:.0f}",
+                f"{delta:.1e}",
+            ]
+        )
+    return rows, records
+
+
+def print_header(args: argparse.Namespace, path: Path, shape: DecoderShape, matmul_rate: float) -> None:
+    import sentence_transformers
+
+    config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    print(
+        f"machine: {cpu_name()}; torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"sentence-transformers {sentence_transformers.__version__}; threads {torch.get_num_threads()}; "
+        f"fp32 matmul {matmul_rate:.1f} GFLOP/s (4096² torch.mm, best of 3)"
+    )
+    print(
+        f"checkpoint: {path} — random tied Qwen3ForCausalLM, {config.num_hidden_layers} layers, hidden "
+        f"{config.hidden_size}, {config.num_attention_heads} heads / {config.num_key_value_heads} KV heads, head_dim "
+        f"{config.head_dim}, MLP {config.intermediate_size}, vocab {config.vocab_size}, "
+        f"{shape.non_embedding_params / 1e6:.1f}M non-embedding parameters"
+    )
+    print(
+        f"peers: per-pair batch size {args.batch_size}; dense-mask and ours pack under {DEFAULT_MAX_TOKENS_PER_PACK} "
+        f"tokens; timing: median of {args.repeat} run(s) after one 2-document warm-up call"
+    )
+
+
+def print_workload(workload: Workload, stats: WorkloadStats, results: dict[str, Measurement[Any]]) -> None:
+    spec, lengths = workload.spec, sorted(stats.document_tokens)
+    words = sorted(len(d.split()) for d in workload.documents)
+    print(
+        f"\nWorkload {spec.name} ({spec.description}): 1 query + {len(workload.documents)} documents, words/doc "
+        f"median {words[len(words) // 2]} (range {words[0]}-{words[-1]}); query {workload.query!r}"
+    )
+    print(
+        f"  tokens: query part {stats.query_part_tokens}; per document (incl. 9-token suffix) median "
+        f"{lengths[len(lengths) // 2]} (range {lengths[0]}-{lengths[-1]}); padding-free {stats.padding_free_tokens}; "
+        f"useful {stats.useful_tokens}; useful work {stats.useful_flops / 1e9:.1f} GFLOP"
+    )
+    meta = results["ours"].result[1]
+    dense = results["dense-mask-packed"].result[1]
+    print(
+        f"  ours meta: packs {meta['packs']}, tokens_computed {meta['tokens_computed']}, padding_free_tokens "
+        f"{meta['padding_free_tokens']}, truncated {meta['truncated_documents']}; dense-mask-packed: packs "
+        f"{dense['packs']}, tokens {dense['tokens']}"
+    )
+
+
+def legend(peak_is_per_call: bool) -> str:
+    peak = (
+        "peak during the timed call (VmHWM reset via /proc/self/clear_refs just before it)"
+        if peak_is_per_call
+        else "process peak since start (getrusage; the per-call reset is not available here)"
+    )
+    return (
+        "  RSS before = resident set just before the timed call (the loaded peer's weights included); peak RSS = "
+        f"{peak}.\n  ours × = peer time / ours time; × vs off-vocab = official-vocab time / peer time; "
+        "util = useful FLOPs / time / fp32 matmul rate."
+    )
+
+
+TABLE_HEADERS = [
+    "peer",
+    "docs/s",
+    "tokens/s",
+    "time (s)",
+    "ours ×",
+    "× vs off-vocab",
+    "util",
+    "RSS before (MB)",
+    "peak RSS (MB)",
+    "max |Δ| vs off-vocab",
+]
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", type=int, default=4, help="decoder layers of the random 0.6B-shaped checkpoint")
+    parser.add_argument("--workload", choices=["R", "S", "both"], default="both")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch.set_num_threads")
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs per peer and workload (median reported)")
+    parser.add_argument("--batch-size", type=int, default=16, help="batch size of the per-pair peers")
+    parser.add_argument("--max-docs", type=int, default=None, help="cut each workload to this many documents")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+    path = ensure_checkpoint(args.layers)
+    shape = meta_shape(path)
+    matmul_rate = matmul_gflops()
+    print_header(args, path, shape, matmul_rate)
+
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    names = ["R", "S"] if args.workload == "both" else [args.workload]
+    workloads = [make_workload(WORKLOADS[n], args.max_docs) for n in names]
+    stats = {w.name: workload_stats(tokenizer, w, shape) for w in workloads}
+    bench = Bench(path, args, tokenizer, workloads)
+
+    results: dict[str, dict[str, Measurement[Any]]] = {w.name: {} for w in workloads}
+    for workload_name, peer, measurement in run_peers(bench):
+        results[workload_name][peer] = measurement
+
+    print()
+    for note in bench.notes:
+        print(note)
+    report: dict[str, Any] = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "matmul_gflops": matmul_rate,
+        "non_embedding_params": shape.non_embedding_params,
+        "workloads": {},
+    }
+    for workload in workloads:
+        s = stats[workload.name]
+        print_workload(workload, s, results[workload.name])
+        rows, records = peer_rows(workload, s, results[workload.name], matmul_rate)
+        print(legend(all(m.peak_is_per_call for m in results[workload.name].values())))
+        print(format_table(TABLE_HEADERS, rows))
+        report["workloads"][workload.name] = {**dataclasses.asdict(s), "query": workload.query, "peers": records}
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
