@@ -63,7 +63,9 @@ def test_document_longer_than_pack_budget_is_scored_not_dropped(rerank_engine, o
 def test_duplicates_are_scored_once_and_returned_in_input_order(rerank_engine):
     documents = ["b doc", "a doc", "b doc", "c doc", "a doc"]
     result = rerank_engine.score_with_meta(QUERY, documents)
-    unique = dict(zip(["b doc", "a doc", "c doc"], rerank_engine.score(QUERY, ["b doc", "a doc", "c doc"]), strict=True))
+    unique = dict(
+        zip(["b doc", "a doc", "c doc"], rerank_engine.score(QUERY, ["b doc", "a doc", "c doc"]), strict=True)
+    )
     assert result.scores == pytest.approx([unique[d] for d in documents], abs=TOLERANCE)
     assert (result.meta.documents, result.meta.unique_documents) == (5, 3)
 
@@ -161,15 +163,23 @@ def test_query_part_that_cannot_fit_raises_with_the_numbers(reranker_path):
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("max_tokens_per_pack", 0), ("max_tokens_per_pack", -5), ("max_tokens_per_pack", 1.5), ("max_docs_per_pack", 0),
-     ("max_length", True), ("max_length", 40)],
+    [
+        ("max_tokens_per_pack", 0),
+        ("max_tokens_per_pack", -5),
+        ("max_tokens_per_pack", 1.5),
+        ("max_docs_per_pack", 0),
+        ("max_length", True),
+        ("max_length", 40),
+    ],
 )
 def test_bad_options_raise_value_error(reranker_path, option, value):
     with pytest.raises(ValueError, match=rf"{option}={value!r}"):
         Qwen3RerankEngine.from_pretrained(str(reranker_path), device="cpu", **{option: value})
 
 
-@pytest.mark.parametrize(("device", "dtype", "message"), [("tpu9", None, "not a torch device"), ("cpu", "int8", "dtype='int8'")])
+@pytest.mark.parametrize(
+    ("device", "dtype", "message"), [("tpu9", None, "not a torch device"), ("cpu", "int8", "dtype='int8'")]
+)
 def test_bad_device_or_dtype(reranker_path, device, dtype, message):
     with pytest.raises(ValueError, match=message):
         Qwen3RerankEngine.from_pretrained(str(reranker_path), device=device, dtype=dtype)
@@ -178,6 +188,8 @@ def test_bad_device_or_dtype(reranker_path, device, dtype, message):
 def test_non_qwen3_checkpoint_is_refused(tmp_path):
     from transformers import LlamaConfig
 
-    LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path)
+    LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(
+        tmp_path
+    )
     with pytest.raises(ValueError, match="'llama' checkpoint; this engine runs Qwen3"):
         Qwen3RerankEngine.from_pretrained(str(tmp_path), device="cpu", local_files_only=True)

@@ -17,7 +17,7 @@ BOUNDARY_DOCUMENTS = [
     "!!! punctuation first",
     ":colon first",
     "...",
-    '"double quotes" and \'single quotes\'',
+    "\"double quotes\" and 'single quotes'",
     "«guillemets» and “curly quotes”",
     "1234567890 digits, 3.14159 and -42",
     "2026-11-21T23:59:59Z",

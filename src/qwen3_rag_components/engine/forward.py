@@ -24,7 +24,9 @@ class PackInputs:
     readout: torch.Tensor  # [R] flat index of each item's last token, in segment order
 
 
-def build_pack_inputs(segments: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]], device: torch.device) -> PackInputs:
+def build_pack_inputs(
+    segments: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]], device: torch.device
+) -> PackInputs:
     """segments: ``(prefix ids, [item ids, ...])`` per group in the pack; items must be non-empty."""
     token_ids: list[int] = []
     positions: list[int] = []
@@ -86,7 +88,9 @@ def run_packed(
     progress: Callable[[int, int], None] | None = None,
 ) -> PackedRun:
     """Plan packs over unique items, run one forward per pack and gather the readouts back into item order."""
-    plan = plan_packs([len(p) for p in prefixes], item_groups, [len(i) for i in item_ids], max_tokens=max_tokens, max_items=max_items)
+    plan = plan_packs(
+        [len(p) for p in prefixes], item_groups, [len(i) for i in item_ids], max_tokens=max_tokens, max_items=max_items
+    )
     device = model.embed_tokens.weight.device
     hidden = torch.empty(len(item_ids), model.config.hidden_size, dtype=model.embed_tokens.weight.dtype, device=device)
     done = 0

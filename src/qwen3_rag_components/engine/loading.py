@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 DTYPES = {
     "float32": torch.float32,
@@ -49,20 +49,34 @@ def check_positive_int(name: str, value: object, *, optional: bool = False) -> N
         raise ValueError(f"{name}={value!r} is invalid; it must be {hint}.")
 
 
-def hub_kwargs(local_files_only: bool, revision: str | None, token: str | bool | None) -> dict[str, Any]:
-    return {"local_files_only": local_files_only, "revision": revision, "token": token, "trust_remote_code": False}
-
-
-def load_qwen3_config_and_tokenizer(
-    model_name_or_path: str, hub: dict[str, Any]
-) -> tuple[Any, PreTrainedTokenizerBase]:
+def load_qwen3(
+    auto_class: type,
+    model_name_or_path: str,
+    *,
+    device: str | torch.device | None,
+    dtype: str | torch.dtype | None,
+    local_files_only: bool,
+    revision: str | None,
+    token: str | bool | None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Model (safetensors, no remote code) on its device and dtype, and its tokenizer; refuses non-Qwen3 checkpoints."""
+    resolved_device = resolve_device(device)
+    resolved_dtype = resolve_dtype(dtype, resolved_device)
+    hub: dict[str, Any] = {
+        "local_files_only": local_files_only,
+        "revision": revision,
+        "token": token,
+        "trust_remote_code": False,
+    }
     config = AutoConfig.from_pretrained(model_name_or_path, **hub)
     if config.model_type != "qwen3":
         raise ValueError(
             f"{model_name_or_path!r} is a {config.model_type!r} checkpoint; this engine runs Qwen3 checkpoints "
             "(model_type 'qwen3'), e.g. 'Qwen/Qwen3-Reranker-0.6B' or 'Qwen/Qwen3-Embedding-0.6B'."
         )
-    return config, AutoTokenizer.from_pretrained(model_name_or_path, **hub)
+    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, **hub)
+    model = auto_class.from_pretrained(model_name_or_path, dtype=resolved_dtype, use_safetensors=True, **hub)
+    return model.to(resolved_device).eval(), tokenizer
 
 
 @dataclass(frozen=True)

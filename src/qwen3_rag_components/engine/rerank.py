@@ -10,14 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from .forward import run_packed
-from .loading import (
-    RunMeta,
-    check_positive_int,
-    hub_kwargs,
-    load_qwen3_config_and_tokenizer,
-    resolve_device,
-    resolve_dtype,
-)
+from .loading import RunMeta, check_positive_int, load_qwen3
 from .packing import dedup
 from .prompts import (
     DEFAULT_RERANK_INSTRUCTION,
@@ -117,13 +110,17 @@ class Qwen3RerankEngine:
 
         ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and fp32 on CPU.
         """
-        resolved_device = resolve_device(device)
-        resolved_dtype = resolve_dtype(dtype, resolved_device)
-        hub = hub_kwargs(local_files_only, revision, token)
-        _, tokenizer = load_qwen3_config_and_tokenizer(model_name_or_path, hub)
-        model = AutoModelForCausalLM.from_pretrained(model_name_or_path, dtype=resolved_dtype, use_safetensors=True, **hub)
+        model, tokenizer = load_qwen3(
+            AutoModelForCausalLM,
+            model_name_or_path,
+            device=device,
+            dtype=dtype,
+            local_files_only=local_files_only,
+            revision=revision,
+            token=token,
+        )
         return cls(
-            model.to(resolved_device),
+            model,
             tokenizer,
             instruction=instruction,
             max_length=max_length,
@@ -206,7 +203,9 @@ class Qwen3RerankEngine:
             truncated_documents=sum(len(doc_ids[d]) > budgets[q] for q, d in pair_keys),
             packs=run.packs,
             tokens_computed=run.tokens_computed,
-            padding_free_tokens=sum(len(prefixes[q]) + len(items[p]) for (q, _), p in zip(pair_keys, pair_of_doc, strict=True)),
+            padding_free_tokens=sum(
+                len(prefixes[q]) + len(items[p]) for (q, _), p in zip(pair_keys, pair_of_doc, strict=True)
+            ),
             elapsed_ms=(time.perf_counter() - start) * 1000,
             device=str(self.device),
             dtype=str(self.dtype).removeprefix("torch."),
@@ -218,9 +217,9 @@ class Qwen3RerankEngine:
         budget = self.max_length - len(self.prefix_ids) - len(self.suffix_ids) - body_length
         if budget < 1:
             raise ValueError(
-                f"The query part takes {body_length} tokens (instruction + query {query[:60]!r}...), the fixed prompt "
-                f"{len(self.prefix_ids) + len(self.suffix_ids)}, so max_length={self.max_length} leaves no token for the "
-                "document. Shorten the query or instruction, or raise max_length."
+                f"The query part takes {body_length} tokens (instruction + query {query[:60]!r}...), the fixed "
+                f"prompt {len(self.prefix_ids) + len(self.suffix_ids)}, so max_length={self.max_length} leaves no "
+                "token for the document. Shorten the query or instruction, or raise max_length."
             )
         return budget
 
