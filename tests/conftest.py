@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-from qwen3_rag_components import Qwen3RerankEngine
-from qwen3_rag_components.testing import write_reranker_checkpoint
+from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
+from qwen3_rag_components.testing import write_embedding_checkpoint, write_reranker_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +37,31 @@ def official_reranker(reranker_path: Path):
 @pytest.fixture(scope="session")
 def rerank_engine(reranker_path: Path) -> Qwen3RerankEngine:
     return Qwen3RerankEngine.from_pretrained(str(reranker_path), device="cpu", local_files_only=True)
+
+
+@pytest.fixture(scope="session")
+def embedder_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The same random weights saved as a base Qwen3Model and as a Qwen3ForCausalLM."""
+    root = tmp_path_factory.mktemp("embedders")
+    return {
+        "base": write_embedding_checkpoint(root / "base", as_causal_lm=False, seed=0),
+        "causal_lm": write_embedding_checkpoint(root / "causal_lm", as_causal_lm=True, seed=0),
+    }
+
+
+@pytest.fixture(scope="session", params=["base", "causal_lm"])
+def embedder_path(request: pytest.FixtureRequest, embedder_paths: dict[str, Path]) -> Path:
+    return embedder_paths[request.param]
+
+
+@pytest.fixture(scope="session")
+def official_embedder(embedder_paths: dict[str, Path]):
+    """The official path: the base Qwen3Model with the tokenizer that appends <|endoftext|>, left padding."""
+    model = AutoModel.from_pretrained(embedder_paths["base"], dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(embedder_paths["base"], padding_side="left")
+    return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def embed_engine(embedder_path: Path) -> Qwen3EmbedEngine:
+    return Qwen3EmbedEngine.from_pretrained(str(embedder_path), device="cpu", local_files_only=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .engine import BatchScoreResult, Qwen3RerankEngine, RunMeta, ScoreResult
+from .engine import BatchScoreResult, EmbedResult, Qwen3EmbedEngine, Qwen3RerankEngine, RunMeta, ScoreResult
 
-__all__ = ["BatchScoreResult", "Qwen3RerankEngine", "RunMeta", "ScoreResult"]
+__all__ = ["BatchScoreResult", "EmbedResult", "Qwen3EmbedEngine", "Qwen3RerankEngine", "RunMeta", "ScoreResult"]
 __version__ = "0.1.0"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from .embed import EmbedResult, Qwen3EmbedEngine
 from .loading import RunMeta
 from .rerank import BatchScoreResult, Qwen3RerankEngine, ScoreResult
 
-__all__ = ["BatchScoreResult", "Qwen3RerankEngine", "RunMeta", "ScoreResult"]
+__all__ = ["BatchScoreResult", "EmbedResult", "Qwen3EmbedEngine", "Qwen3RerankEngine", "RunMeta", "ScoreResult"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -95,3 +97,18 @@ class RunMeta:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+Progress = Callable[[int, int], None]
+
+
+@contextmanager
+def progress_callback(progress: bool | Progress, total: int, desc: str = "Embedding") -> Iterator[Progress | None]:
+    """``True``: a tqdm bar over items (on stderr); a callable: used as is; ``False``: nothing."""
+    if callable(progress) or not progress:
+        yield progress or None
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=desc, unit="text") as bar:
+        yield lambda done, _total: bar.update(done - bar.n)

@@ -48,6 +48,14 @@ def check_texts(texts: Sequence[object], what: str) -> None:
             raise TypeError(f"{what}[{index}] is {type(text).__name__} ({text!r:.80}); every entry must be a str.")
 
 
+def check_instruction(instruction: object, default: str) -> str:
+    if instruction is None:
+        return default
+    if not isinstance(instruction, str):
+        raise TypeError(f"instruction must be a str or None, got {type(instruction).__name__}.")
+    return instruction
+
+
 class TextTokenizer:
     """Token ids of template parts (with control tokens) and of user text (as plain text, never control tokens)."""
 

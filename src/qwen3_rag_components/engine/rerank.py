@@ -17,6 +17,7 @@ from .prompts import (
     RERANK_PREFIX,
     RERANK_SUFFIX,
     TextTokenizer,
+    check_instruction,
     check_texts,
     rerank_document_body,
     rerank_query_body,
@@ -69,7 +70,7 @@ class Qwen3RerankEngine:
         check_positive_int("max_tokens_per_pack", max_tokens_per_pack)
         check_positive_int("max_docs_per_pack", max_docs_per_pack, optional=True)
         self.text = TextTokenizer(tokenizer)
-        self.instruction = self._check_instruction(instruction)
+        self.instruction = check_instruction(instruction, DEFAULT_RERANK_INSTRUCTION)
         self.max_length = max_length
         self.max_tokens_per_pack = max_tokens_per_pack
         self.max_docs_per_pack = max_docs_per_pack
@@ -160,7 +161,7 @@ class Qwen3RerankEngine:
     ) -> BatchScoreResult:
         """Like :meth:`score_batch`, plus meta; ``progress(done, total)`` is called after each pack."""
         start = time.perf_counter()
-        instruction = self.instruction if instruction is None else self._check_instruction(instruction)
+        instruction = check_instruction(instruction, self.instruction)
         queries, documents = self._check_requests(requests)
 
         # Query parts: dedup identical queries, tokenize once, and work out each one's document budget.
@@ -222,14 +223,6 @@ class Qwen3RerankEngine:
                 "token for the document. Shorten the query or instruction, or raise max_length."
             )
         return budget
-
-    @staticmethod
-    def _check_instruction(instruction: str | None) -> str:
-        if instruction is None:
-            return DEFAULT_RERANK_INSTRUCTION
-        if not isinstance(instruction, str):
-            raise TypeError(f"instruction must be a str or None, got {type(instruction).__name__}.")
-        return instruction
 
     @staticmethod
     def _check_requests(requests: Sequence[tuple[str, Sequence[str]]]) -> tuple[list[str], list[list[str]]]:

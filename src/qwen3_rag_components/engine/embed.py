@@ -1,0 +1,198 @@
+"""Qwen3EmbedEngine: packed Qwen3-Embedding with the official query format, <|endoftext|> pooling and MRL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
+
+from .forward import run_packed
+from .loading import Progress, RunMeta, check_positive_int, load_qwen3, progress_callback
+from .packing import dedup
+from .prompts import (
+    DEFAULT_EMBED_INSTRUCTION,
+    ENDOFTEXT,
+    TextTokenizer,
+    check_instruction,
+    check_texts,
+    embed_query_text,
+)
+
+DEFAULT_MAX_TOKENS_PER_PACK = 8192
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    embeddings: np.ndarray  # [N, dimensions] float32, in input order
+    meta: RunMeta
+
+
+class Qwen3EmbedEngine:
+    """Embeds texts with a Qwen3-Embedding checkpoint, packing many texts per forward pass.
+
+    Vectors equal the official model-card computation: queries are ``"Instruct: {instruction}\\nQuery:{query}"``,
+    documents are used as they are; text tokens are cut to ``max_length - 1`` and ``<|endoftext|>`` is appended; the
+    embedding is the final hidden state at that token; ``dimensions`` keeps its first values (MRL), then it is
+    L2-normalised (unless ``normalize=False``). Texts are packed back to back, each attending causally to itself only.
+
+    Special-token strings inside texts (``<|endoftext|>``, ``<|im_end|>``, ...) are tokenized as plain text.
+
+    Example:
+        >>> engine = Qwen3EmbedEngine.from_pretrained("Qwen/Qwen3-Embedding-0.6B")
+        >>> docs = engine.embed_documents(["The capital of China is Beijing."])
+        >>> query = engine.embed_queries(["What is the capital of China?"])[0]
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        instruction: str | None = None,
+        max_length: int = 8192,
+        max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
+    ) -> None:
+        check_positive_int("max_tokens_per_pack", max_tokens_per_pack)
+        check_positive_int("max_length", max_length)
+        if max_length < 2:
+            raise ValueError(f"max_length={max_length} leaves no room for text before <|endoftext|>; use >= 2.")
+        self.text = TextTokenizer(tokenizer)
+        self.instruction = check_instruction(instruction, DEFAULT_EMBED_INSTRUCTION)
+        self.max_length = max_length
+        self.max_tokens_per_pack = max_tokens_per_pack
+        self.endoftext_id = self.text.token_id(ENDOFTEXT)
+        # Qwen3ForCausalLM checkpoints carry the base model under .model; the head is not needed.
+        self.model = getattr(model, "model", model).eval()
+        self.hidden_size: int = self.model.config.hidden_size
+        self.device = self.model.embed_tokens.weight.device
+        self.dtype = self.model.embed_tokens.weight.dtype
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_name_or_path: str,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        instruction: str | None = None,
+        max_length: int = 8192,
+        max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
+        local_files_only: bool = False,
+        revision: str | None = None,
+        token: str | bool | None = None,
+    ) -> Qwen3EmbedEngine:
+        """Load a Qwen3-Embedding checkpoint (``Qwen3Model`` or ``Qwen3ForCausalLM``) from a hub id or a folder.
+
+        ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and fp32 on CPU.
+        """
+        model, tokenizer = load_qwen3(
+            AutoModel,
+            model_name_or_path,
+            device=device,
+            dtype=dtype,
+            local_files_only=local_files_only,
+            revision=revision,
+            token=token,
+        )
+        return cls(
+            model, tokenizer, instruction=instruction, max_length=max_length, max_tokens_per_pack=max_tokens_per_pack
+        )
+
+    def embed_documents(
+        self, texts: Sequence[str], *, dimensions: int | None = None, normalize: bool = True
+    ) -> list[list[float]]:
+        """One vector per document, in input order (no instruction, as in the official code)."""
+        return self.encode(texts, dimensions=dimensions, normalize=normalize).embeddings.tolist()
+
+    def embed_queries(
+        self,
+        texts: Sequence[str],
+        *,
+        instruction: str | None = None,
+        dimensions: int | None = None,
+        normalize: bool = True,
+    ) -> list[list[float]]:
+        """One vector per query, formatted as ``Instruct: {instruction}\\nQuery:{query}``."""
+        result = self.encode(texts, is_query=True, instruction=instruction, dimensions=dimensions, normalize=normalize)
+        return result.embeddings.tolist()
+
+    def embed_documents_with_meta(
+        self, texts: Sequence[str], *, dimensions: int | None = None, normalize: bool = True
+    ) -> EmbedResult:
+        return self.encode(texts, dimensions=dimensions, normalize=normalize)
+
+    def embed_queries_with_meta(
+        self,
+        texts: Sequence[str],
+        *,
+        instruction: str | None = None,
+        dimensions: int | None = None,
+        normalize: bool = True,
+    ) -> EmbedResult:
+        return self.encode(texts, is_query=True, instruction=instruction, dimensions=dimensions, normalize=normalize)
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        is_query: bool = False,
+        instruction: str | None = None,
+        dimensions: int | None = None,
+        normalize: bool = True,
+        progress: bool | Progress = False,
+    ) -> EmbedResult:
+        """Embeddings as a float32 ``[N, dimensions]`` array plus meta; the form to use for large corpora.
+
+        ``progress=True`` shows a tqdm bar; a callable gets ``(done, total)`` after each pack.
+        """
+        start = time.perf_counter()
+        check_texts(texts, "texts")
+        if dimensions is not None and (
+            isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= self.hidden_size
+        ):
+            raise ValueError(
+                f"dimensions={dimensions!r} is out of range: use an int from 1 to {self.hidden_size} (this model's "
+                "hidden size), or None for the full vector."
+            )
+        if is_query:
+            instruction = check_instruction(instruction, self.instruction)
+            texts = [embed_query_text(instruction, text) for text in texts]
+        elif instruction is not None:
+            raise ValueError("instruction applies to queries only; documents are embedded without one.")
+
+        unique_texts, text_index = dedup(list(texts))
+        ids = self.text.plain_ids(unique_texts)
+        items = [tokens[: self.max_length - 1] + [self.endoftext_id] for tokens in ids]
+        with progress_callback(progress, len(items)) as callback:
+            run = run_packed(
+                self.model,
+                [[]],
+                [0] * len(items),
+                items,
+                max_tokens=self.max_tokens_per_pack,
+                max_items=None,
+                progress=callback,
+            )
+        vectors = run.hidden.float()[:, :dimensions]  # [U, d]
+        if normalize:
+            vectors = F.normalize(vectors, p=2, dim=-1)
+        embeddings = (
+            vectors.cpu().numpy()[text_index] if texts else np.zeros((0, dimensions or self.hidden_size), np.float32)
+        )
+        meta = RunMeta(
+            documents=len(texts),
+            unique_documents=len(items),
+            truncated_documents=sum(len(ids[i]) > self.max_length - 1 for i in text_index),
+            packs=run.packs,
+            tokens_computed=run.tokens_computed,
+            padding_free_tokens=sum(len(items[i]) for i in text_index),
+            elapsed_ms=(time.perf_counter() - start) * 1000,
+            device=str(self.device),
+            dtype=str(self.dtype).removeprefix("torch."),
+        )
+        return EmbedResult(embeddings, meta)
