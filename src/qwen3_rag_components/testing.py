@@ -13,6 +13,8 @@ import base64
 import dataclasses
 import functools
 import importlib.resources
+import inspect
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +77,7 @@ _PLAIN_ADDED_TOKENS = (
 EMBEDDING_SPECIAL_TOKEN = "<|endoftext|>"
 _ENDOFTEXT_ID = 151_643
 _IM_END_ID = 151_645
+_ROPE_THETA = 1_000_000.0
 VOCAB_SIZE = _NUM_RANKS + len(_SPECIAL_TOKENS) + len(_PLAIN_ADDED_TOKENS)  # 151,669
 YES_TOKEN_ID = 9693
 NO_TOKEN_ID = 2152
@@ -282,7 +285,6 @@ def qwen3_config(
         hidden_act="silu",
         max_position_embeddings=40960,
         rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
         attention_bias=False,
         attention_dropout=0.0,
         use_sliding_window=False,
@@ -292,8 +294,15 @@ def qwen3_config(
         tie_word_embeddings=tie_word_embeddings,
         bos_token_id=_ENDOFTEXT_ID,
         eos_token_id=eos_token_id,
-        dtype="float32",
+        **_version_specific_config_kwargs(),
     )
+
+
+def _version_specific_config_kwargs() -> dict[str, object]:
+    # transformers 5 moved rope_theta into rope_parameters and renamed torch_dtype to dtype.
+    if "rope_parameters" in inspect.signature(transformers.Qwen3Config.__init__).parameters:
+        return {"rope_parameters": {"rope_type": "default", "rope_theta": _ROPE_THETA}, "dtype": "float32"}
+    return {"rope_theta": _ROPE_THETA, "torch_dtype": "float32"}
 
 
 def _random_causal_lm(config: transformers.Qwen3Config, seed: int) -> transformers.Qwen3ForCausalLM:
@@ -345,6 +354,16 @@ def _calibrate_yes_no_rows(
         weight[NO_TOKEN_ID] = centre - v / 2
 
 
+def _save_tokenizer(tokenizer: transformers.PreTrainedTokenizerFast, path: Path) -> None:
+    tokenizer.save_pretrained(path)
+    # transformers 5 records its internal class name "TokenizersBackend", which transformers 4 cannot resolve;
+    # "PreTrainedTokenizerFast" loads the same tokenizer.json under both.
+    config_path = path / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def write_reranker_checkpoint(
     path: str | Path, *, geometry: Qwen3Geometry = TINY, tied: bool = True, seed: int = 0
 ) -> Path:
@@ -355,7 +374,7 @@ def write_reranker_checkpoint(
     tokenizer = build_qwen3_tokenizer(append_endoftext=False)
     _calibrate_yes_no_rows(model, tokenizer, seed)
     model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    _save_tokenizer(tokenizer, path)
     return path
 
 
@@ -372,5 +391,5 @@ def write_embedding_checkpoint(
     config = qwen3_config(geometry, tie_word_embeddings=False, eos_token_id=_ENDOFTEXT_ID)
     model = _random_causal_lm(config, seed)
     (model if as_causal_lm else model.model).save_pretrained(path)
-    build_qwen3_tokenizer(append_endoftext=True).save_pretrained(path)
+    _save_tokenizer(build_qwen3_tokenizer(append_endoftext=True), path)
     return path
