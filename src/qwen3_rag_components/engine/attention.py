@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 # A bucket closes when the next (longer) row exceeds its first row by this factor plus slack, which bounds the padded
 # share of a bucket while keeping the number of attention calls per layer small.
-BUCKET_GROWTH = 1.25
-BUCKET_SLACK = 16
+BUCKET_GROWTH = 1.1
+BUCKET_SLACK = 8
 
 
 @dataclass(frozen=True)
