@@ -1,0 +1,215 @@
+"""Embedding benchmark: Qwen3EmbedEngine against the official padded path and sentence-transformers v6's
+SentenceTransformer set up as Qwen3-Embedding is, side by side in one process on the same inputs and thread count.
+
+A random Qwen3-Embedding checkpoint of the real 0.6B geometry (with ``--layers`` layers) is written once into
+``bench/.cache``. Workload: 300 documents of workload R's length distribution plus 100 short queries.
+
+    python bench/embed.py --layers 4
+    python bench/embed.py --layers 1 --documents 30 --queries 10   # quick check while developing
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoModel, AutoTokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` sits next to this script
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.oracle`: the official computation
+
+from tests.oracle import TASK, get_detailed_instruct, official_embeddings
+
+from common import (
+    WORKLOADS,
+    WorkloadSpec,
+    cpu_name,
+    decoder_shape,
+    format_ratio,
+    format_table,
+    make_workload,
+    matmul_gflops,
+    measure,
+    release_memory,
+    useful_flops,
+)
+from qwen3_rag_components import Qwen3EmbedEngine
+from qwen3_rag_components.testing import QWEN3_0_6B, write_embedding_checkpoint
+
+CACHE_DIR = Path(__file__).resolve().parent / ".cache"
+QUERIES = WorkloadSpec("Q", "short queries", 100, 8, 0.4, 2, 20, seed=3)
+PEER_ORDER = ("official-padded", "st-sentence-transformer", "ours")
+
+# A peer embeds (documents, queries) and returns their vectors, stacked documents first.
+PeerFn = Callable[[list[str], list[str]], np.ndarray]
+
+
+def ensure_checkpoint(layers: int) -> Path:
+    path = CACHE_DIR / f"embedder-L{layers}"
+    if not (path / "model.safetensors").exists():
+        print(f"writing a random {layers}-layer Qwen3-Embedding-0.6B-shaped checkpoint to {path} ...", flush=True)
+        write_embedding_checkpoint(path, geometry=QWEN3_0_6B.with_layers(layers), seed=0)
+    return path
+
+
+def official_peer(path: Path, batch_size: int) -> PeerFn:
+    model = AutoModel.from_pretrained(path, dtype=torch.float32, local_files_only=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left", local_files_only=True)
+
+    def embed(documents: list[str], queries: list[str]) -> np.ndarray:
+        texts = documents + [get_detailed_instruct(TASK, q) for q in queries]
+        return official_embeddings(model, tokenizer, texts, batch_size=batch_size).numpy()
+
+    return embed
+
+
+def sentence_transformer_peer(path: Path, batch_size: int) -> PeerFn:
+    """SentenceTransformer as Qwen3-Embedding ships it: left padding, last-token pooling, normalisation; the
+    tokenizer appends <|endoftext|>; queries get the instruction as a prompt."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Normalize, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    transformer = Transformer(str(path), processor_kwargs={"padding_side": "left"}, model_kwargs={"dtype": "float32"})
+    transformer.max_seq_length = 8192
+    hidden = transformer.auto_model.config.hidden_size
+    model = SentenceTransformer(modules=[transformer, Pooling(hidden, "lasttoken"), Normalize()], device="cpu")
+    prompt = f"Instruct: {TASK}\nQuery:"
+
+    def embed(documents: list[str], queries: list[str]) -> np.ndarray:
+        docs = model.encode(documents, batch_size=batch_size, convert_to_numpy=True)
+        qs = model.encode(queries, batch_size=batch_size, prompt=prompt, convert_to_numpy=True)
+        return np.concatenate([docs, qs])
+
+    return embed
+
+
+def our_peer(path: Path, meta: dict[str, Any]) -> PeerFn:
+    engine = Qwen3EmbedEngine.from_pretrained(str(path), device="cpu", local_files_only=True)
+
+    def embed(documents: list[str], queries: list[str]) -> np.ndarray:
+        docs = engine.encode(documents)
+        qs = engine.encode(queries, is_query=True)
+        meta.update(documents=docs.meta.to_dict(), queries=qs.meta.to_dict())
+        return np.concatenate([docs.embeddings, qs.embeddings])
+
+    return embed
+
+
+def token_lengths(path: Path, documents: list[str], queries: list[str]) -> list[int]:
+    """Tokens per text as the official tokenizer makes them (<|endoftext|> included)."""
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    texts = documents + [get_detailed_instruct(TASK, q) for q in queries]
+    return [len(ids) for ids in tokenizer(texts)["input_ids"]]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", type=int, default=4, help="decoder layers of the random 0.6B-shaped checkpoint")
+    parser.add_argument("--documents", type=int, default=300)
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch.set_num_threads")
+    parser.add_argument("--repeat", type=int, default=1, help="timed runs per peer (median reported)")
+    parser.add_argument("--batch-size", type=int, default=16, help="batch size of the padded peers")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+    path = ensure_checkpoint(args.layers)
+    documents = make_workload(dataclasses.replace(WORKLOADS["R"], documents=args.documents, seed=4)).documents
+    queries = [q.removeprefix("What is the ") for q in make_workload(QUERIES).documents][: args.queries]
+    lengths = token_lengths(path, documents, queries)
+    config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    with torch.device("meta"):
+        shape = decoder_shape(AutoModel.from_config(config))
+    work = useful_flops(shape, 0, lengths)
+    matmul_rate = matmul_gflops()
+
+    print(
+        f"machine: {cpu_name()}; torch {torch.__version__}, transformers {transformers.__version__}; threads "
+        f"{torch.get_num_threads()}; fp32 matmul {matmul_rate:.1f} GFLOP/s (4096² torch.mm, best of 3)"
+    )
+    print(
+        f"checkpoint: {path} — random Qwen3Model, {config.num_hidden_layers} layers, hidden {config.hidden_size}, "
+        f"{shape.non_embedding_params / 1e6:.1f}M non-embedding parameters; padded peers batch size {args.batch_size}"
+    )
+    doc_lengths = sorted(lengths[: len(documents)])
+    print(
+        f"workload: {len(documents)} documents (tokens median {doc_lengths[len(doc_lengths) // 2]}, range "
+        f"{doc_lengths[0]}-{doc_lengths[-1]}) + {len(queries)} queries; {sum(lengths)} tokens; useful work "
+        f"{work / 1e9:.1f} GFLOP"
+    )
+
+    meta: dict[str, Any] = {}
+    loaders: dict[str, Callable[[], PeerFn]] = {
+        "official-padded": lambda: official_peer(path, args.batch_size),
+        "st-sentence-transformer": lambda: sentence_transformer_peer(path, args.batch_size),
+        "ours": lambda: our_peer(path, meta),
+    }
+    results = {}
+    for name in PEER_ORDER:
+        print(f"  {name} ...", flush=True)
+        peer = loaders[name]()
+        peer(documents[:2], queries[:2])  # warm-up: lazy init, thread pool, allocator
+        results[name] = measure(lambda peer=peer: peer(documents, queries), args.repeat)
+        del peer
+        release_memory()
+
+    reference, ours = results["official-padded"].result, results["ours"].median_seconds
+    rows, records = [], []
+    for name in PEER_ORDER:
+        m = results[name]
+        seconds = m.median_seconds
+        record = {
+            "peer": name,
+            "seconds": seconds,
+            "texts_per_s": len(lengths) / seconds,
+            "tokens_per_s": sum(lengths) / seconds,
+            "ours_speedup": seconds / ours,
+            "utilisation": work / seconds / (matmul_rate * 1e9),
+            "rss_before_mb": m.rss_before_mb,
+            "peak_rss_mb": m.peak_mb,
+            "max_abs_delta": float(np.abs(m.result - reference).max()),
+        }
+        records.append(record)
+        rows.append(
+            [
+                name,
+                f"{record['texts_per_s']:.1f}",
+                f"{record['tokens_per_s']:.0f}",
+                f"{seconds:.2f}",
+                format_ratio(record["ours_speedup"]),
+                f"{100 * record['utilisation']:.1f}%",
+                f"{m.rss_before_mb:.0f}",
+                f"{m.peak_mb:.0f}",
+                f"{record['max_abs_delta']:.1e}",
+            ]
+        )
+    print(f"  ours meta: documents {meta['documents']}; queries {meta['queries']}")
+    print(
+        "  ours × = peer time / ours time; util = useful FLOPs / time / fp32 matmul rate; peak RSS = peak during the "
+        "timed call (VmHWM reset just before it)."
+    )
+    headers = ["peer", "texts/s", "tokens/s", "time (s)", "ours ×", "util", "RSS before (MB)", "peak RSS (MB)"]
+    print(format_table([*headers, "max |Δ| vs official"], rows))
+    if args.json is not None:
+        report = {"args": {k: str(v) for k, v in vars(args).items()}, "matmul_gflops": matmul_rate, "peers": records}
+        args.json.write_text(json.dumps({**report, "ours_meta": meta}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
