@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
-from .engine import BatchScoreResult, EmbedResult, Qwen3EmbedEngine, Qwen3RerankEngine, RunMeta, ScoreResult
+from .engine import (
+    BatchScoreResult,
+    EmbedResult,
+    Qwen3EmbedEngine,
+    Qwen3RerankEngine,
+    RunMeta,
+    ScoreResult,
+    clear_engine_cache,
+    get_engine,
+)
 
-__all__ = ["BatchScoreResult", "EmbedResult", "Qwen3EmbedEngine", "Qwen3RerankEngine", "RunMeta", "ScoreResult"]
+__all__ = [
+    "BatchScoreResult",
+    "EmbedResult",
+    "Qwen3EmbedEngine",
+    "Qwen3RerankEngine",
+    "RunMeta",
+    "ScoreResult",
+    "clear_engine_cache",
+    "get_engine",
+]
 __version__ = "0.1.0"

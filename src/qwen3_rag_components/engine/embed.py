@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from .forward import run_packed
-from .loading import Progress, RunMeta, check_positive_int, load_qwen3, progress_callback
+from .loading import EngineOptions, Progress, RunMeta, check_positive_int, load_qwen3, progress_callback
 from .packing import dedup
 from .prompts import (
     DEFAULT_EMBED_INSTRUCTION,
@@ -32,7 +32,7 @@ class EmbedResult:
     meta: RunMeta
 
 
-class Qwen3EmbedEngine:
+class Qwen3EmbedEngine(EngineOptions):
     """Embeds texts with a Qwen3-Embedding checkpoint, packing many texts per forward pass.
 
     Vectors equal the official model-card computation: queries are ``"Instruct: {instruction}\\nQuery:{query}"``,
@@ -48,6 +48,8 @@ class Qwen3EmbedEngine:
         >>> query = engine.embed_queries(["What is the capital of China?"])[0]
     """
 
+    option_names = ("instruction", "max_length", "max_tokens_per_pack")
+
     def __init__(
         self,
         model: PreTrainedModel,
@@ -57,20 +59,23 @@ class Qwen3EmbedEngine:
         max_length: int = 8192,
         max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
     ) -> None:
-        check_positive_int("max_tokens_per_pack", max_tokens_per_pack)
-        check_positive_int("max_length", max_length)
-        if max_length < 2:
-            raise ValueError(f"max_length={max_length} leaves no room for text before <|endoftext|>; use >= 2.")
         self.text = TextTokenizer(tokenizer)
-        self.instruction = check_instruction(instruction, DEFAULT_EMBED_INSTRUCTION)
-        self.max_length = max_length
-        self.max_tokens_per_pack = max_tokens_per_pack
+        self._set_options(instruction, max_length, max_tokens_per_pack)
         self.endoftext_id = self.text.token_id(ENDOFTEXT)
         # Qwen3ForCausalLM checkpoints carry the base model under .model; the head is not needed.
         self.model = getattr(model, "model", model).eval()
         self.hidden_size: int = self.model.config.hidden_size
         self.device = self.model.embed_tokens.weight.device
         self.dtype = self.model.embed_tokens.weight.dtype
+
+    def _set_options(self, instruction: str | None, max_length: int, max_tokens_per_pack: int) -> None:
+        check_positive_int("max_tokens_per_pack", max_tokens_per_pack)
+        check_positive_int("max_length", max_length)
+        if max_length < 2:
+            raise ValueError(f"max_length={max_length} leaves no room for text before <|endoftext|>; use >= 2.")
+        self.instruction = check_instruction(instruction, DEFAULT_EMBED_INSTRUCTION)
+        self.max_length = max_length
+        self.max_tokens_per_pack = max_tokens_per_pack
 
     @classmethod
     def from_pretrained(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -79,6 +80,27 @@ def load_qwen3(
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, **hub)
     model = auto_class.from_pretrained(model_name_or_path, dtype=resolved_dtype, use_safetensors=True, **hub)
     return model.to(resolved_device).eval(), tokenizer
+
+
+E = TypeVar("E", bound="EngineOptions")
+
+
+class EngineOptions:
+    """Per-engine options that can change without reloading the model (see :meth:`with_options`)."""
+
+    option_names: tuple[str, ...] = ()
+
+    def _set_options(self, *args: Any) -> None:
+        raise NotImplementedError
+
+    def with_options(self: E, **changes: Any) -> E:
+        """A copy sharing this engine's loaded model and tokenizer, with some of ``option_names`` changed."""
+        unknown = set(changes) - set(self.option_names)
+        if unknown:
+            raise TypeError(f"with_options() got unknown options {sorted(unknown)}; valid: {list(self.option_names)}.")
+        clone = copy.copy(self)
+        clone._set_options(*(changes.get(name, getattr(self, name)) for name in self.option_names))
+        return clone
 
 
 @dataclass(frozen=True)

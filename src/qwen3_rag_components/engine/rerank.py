@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from .forward import run_packed
-from .loading import RunMeta, check_positive_int, load_qwen3
+from .loading import EngineOptions, RunMeta, check_positive_int, load_qwen3
 from .packing import dedup
 from .prompts import (
     DEFAULT_RERANK_INSTRUCTION,
@@ -38,7 +38,7 @@ class BatchScoreResult:
     meta: RunMeta
 
 
-class Qwen3RerankEngine:
+class Qwen3RerankEngine(EngineOptions):
     """Scores documents against a query with a Qwen3-Reranker checkpoint, packing many documents per forward pass.
 
     Scores equal the official model-card computation: ``P(yes) = softmax([logit_no, logit_yes])[1]`` at the last
@@ -56,6 +56,8 @@ class Qwen3RerankEngine:
         [0.99..., 0.00...]
     """
 
+    option_names = ("instruction", "max_length", "max_tokens_per_pack", "max_docs_per_pack")
+
     def __init__(
         self,
         model: PreTrainedModel,
@@ -66,22 +68,10 @@ class Qwen3RerankEngine:
         max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
         max_docs_per_pack: int | None = None,
     ) -> None:
-        check_positive_int("max_length", max_length)
-        check_positive_int("max_tokens_per_pack", max_tokens_per_pack)
-        check_positive_int("max_docs_per_pack", max_docs_per_pack, optional=True)
         self.text = TextTokenizer(tokenizer)
-        self.instruction = check_instruction(instruction, DEFAULT_RERANK_INSTRUCTION)
-        self.max_length = max_length
-        self.max_tokens_per_pack = max_tokens_per_pack
-        self.max_docs_per_pack = max_docs_per_pack
         self.prefix_ids = self.text.template_ids(RERANK_PREFIX)
         self.suffix_ids = self.text.template_ids(RERANK_SUFFIX)
-        if max_length <= len(self.prefix_ids) + len(self.suffix_ids):
-            raise ValueError(
-                f"max_length={max_length} leaves no room for the query and document: the official prompt's fixed "
-                f"prefix and suffix alone take {len(self.prefix_ids) + len(self.suffix_ids)} tokens. "
-                "Use a larger max_length (the official value is 8192)."
-            )
+        self._set_options(instruction, max_length, max_tokens_per_pack, max_docs_per_pack)
         head = model.get_output_embeddings()
         if head is None:
             raise ValueError("The reranker needs a causal-LM checkpoint with an output head (Qwen3ForCausalLM).")
@@ -91,6 +81,23 @@ class Qwen3RerankEngine:
         self.model = model.model.eval()
         self.device = self.model.embed_tokens.weight.device
         self.dtype = self.model.embed_tokens.weight.dtype
+
+    def _set_options(
+        self, instruction: str | None, max_length: int, max_tokens_per_pack: int, max_docs_per_pack: int | None
+    ) -> None:
+        check_positive_int("max_length", max_length)
+        check_positive_int("max_tokens_per_pack", max_tokens_per_pack)
+        check_positive_int("max_docs_per_pack", max_docs_per_pack, optional=True)
+        if max_length <= len(self.prefix_ids) + len(self.suffix_ids):
+            raise ValueError(
+                f"max_length={max_length} leaves no room for the query and document: the official prompt's fixed "
+                f"prefix and suffix alone take {len(self.prefix_ids) + len(self.suffix_ids)} tokens. "
+                "Use a larger max_length (the official value is 8192)."
+            )
+        self.instruction = check_instruction(instruction, DEFAULT_RERANK_INSTRUCTION)
+        self.max_length = max_length
+        self.max_tokens_per_pack = max_tokens_per_pack
+        self.max_docs_per_pack = max_docs_per_pack
 
     @classmethod
     def from_pretrained(
