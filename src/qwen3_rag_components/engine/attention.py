@@ -26,6 +26,11 @@ class Row:
     length: int  # number of own tokens (queries)
     prefix_start: int  # flat index of the shared prefix it attends to
     prefix_length: int  # 0 for prefixes themselves and for embedding texts
+    first_query: int = 0  # own-token index of the first query: length - 1 when only the last token is read out
+
+    @property
+    def num_queries(self) -> int:
+        return self.length - self.first_query
 
 
 @dataclass
@@ -52,12 +57,13 @@ def build_bucket(rows: Sequence[Row], device: torch.device) -> AttentionBucket:
     length = torch.tensor([r.length for r in rows], device=device)[:, None]
     prefix_start = torch.tensor([r.prefix_start for r in rows], device=device)[:, None]
     prefix_length = torch.tensor([r.prefix_length for r in rows], device=device)[:, None]
-    q_len = max(r.length for r in rows)
+    first_query = torch.tensor([r.first_query for r in rows], device=device)[:, None]
+    q_len = max(r.num_queries for r in rows)
     k_len = max(r.prefix_length + r.length for r in rows)
 
-    q_pos = torch.arange(q_len, device=device)[None, :]  # [1, Lq]
+    q_pos = first_query + torch.arange(q_len, device=device)[None, :]  # [N, Lq] own-token index of each query
     valid = q_pos < length  # [N, Lq]
-    query_index = start + torch.where(valid, q_pos, 0)
+    query_index = start + torch.where(valid, q_pos, first_query)
 
     k_pos = torch.arange(k_len, device=device)[None, :]  # [1, Lk]
     own = k_pos - prefix_length  # [N, Lk] position of the key inside the row's own tokens (<0: prefix)

@@ -1,0 +1,134 @@
+"""What the three components share: model placement and hub options, the shared engine, serialisation, input checks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from haystack import Document, default_from_dict, default_to_dict
+from haystack.utils import ComponentDevice, Secret, deserialize_secrets_inplace
+
+from ..engine import Qwen3EmbedEngine, Qwen3RerankEngine, get_engine
+from ..engine.loading import check_positive_int, resolve_dtype
+
+C = TypeVar("C", bound="EngineComponent")
+
+
+class EngineComponent:
+    """Base of the components: stores the placement options and loads the shared engine on first use.
+
+    Subclasses set ``engine_class`` and return the engine options they need from ``_engine_options()``; the loaded
+    model comes from :func:`qwen3_rag_components.engine.get_engine`, so components with the same model, device and
+    dtype share one copy of the weights.
+    """
+
+    engine_class: ClassVar[type[Qwen3RerankEngine] | type[Qwen3EmbedEngine]]
+    _engine: Any
+
+    def _init_placement(
+        self,
+        model: str | os.PathLike[str],
+        device: ComponentDevice | None,
+        dtype: str | None,
+        token: Secret | None,
+        local_files_only: bool,
+        revision: str | None,
+    ) -> None:
+        if not isinstance(model, str | os.PathLike):
+            raise TypeError(f"model must be a hub id or a local folder (str), got {type(model).__name__}.")
+        if device is not None:
+            ComponentDevice.resolve_device(device).to_torch_str()  # a single device, or raise now rather than later
+        if dtype is not None:
+            resolve_dtype(dtype, torch.device("cpu"))  # raises ValueError listing the supported names
+        self.model = os.fspath(model)
+        self.device = device  # None is resolved at warm_up(), so a saved pipeline picks the device where it runs
+        self.dtype = dtype
+        self.token = token
+        self.local_files_only = local_files_only
+        self.revision = revision
+        self._engine = None
+
+    def _engine_options(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def warm_up(self) -> None:
+        """Load the model (or take it from the shared engine cache); later calls do nothing."""
+        if self._engine is None:
+            self._engine = get_engine(
+                self.engine_class,
+                self.model,
+                device=ComponentDevice.resolve_device(self.device).to_torch_str(),
+                dtype=self.dtype,
+                local_files_only=self.local_files_only,
+                revision=self.revision,
+                token=self.token.resolve_value() if self.token else None,
+                **self._engine_options(),
+            )
+
+    async def warm_up_async(self) -> None:
+        """:meth:`warm_up` in a worker thread, so loading the model does not block the event loop."""
+        await asyncio.to_thread(self.warm_up)
+
+    def _to_dict(self, **parameters: Any) -> dict[str, Any]:
+        return default_to_dict(
+            self,
+            model=self.model,
+            device=self.device,
+            dtype=self.dtype,
+            token=self.token,
+            local_files_only=self.local_files_only,
+            revision=self.revision,
+            **parameters,
+        )
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        """Deserialize the component from a dictionary (the caller's dictionary is left unchanged).
+
+        :param data:
+            The dictionary returned by ``to_dict()``.
+        :returns:
+            The deserialized component.
+        """
+        init_parameters = dict(data.get("init_parameters", {}))
+        if init_parameters.get("device") is not None:
+            init_parameters["device"] = ComponentDevice.from_dict(init_parameters["device"])
+        deserialize_secrets_inplace(init_parameters, keys=["token"])
+        return default_from_dict(cls, {**data, "init_parameters": init_parameters})
+
+
+def check_top_k(top_k: int) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0:
+        raise ValueError(f"top_k must be > 0, but got {top_k!r}")
+
+
+def check_pack_options(**options: int | None) -> None:
+    """Fail at construction, not at the first run, on a bad ``max_length``/``max_tokens_per_pack``/... value."""
+    for name, value in options.items():
+        check_positive_int(name, value, optional=name in ("max_docs_per_pack", "dimensions"))
+
+
+def check_documents(documents: object, component_name: str, hint: str = "") -> None:
+    """Raise ``TypeError`` unless ``documents`` is a list of ``Document``."""
+    if isinstance(documents, list) and all(isinstance(doc, Document) for doc in documents):
+        return
+    found = type(documents).__name__
+    if isinstance(documents, list):
+        found = next(f"list with a {type(d).__name__} entry" for d in documents if not isinstance(d, Document))
+    raise TypeError(f"{component_name} expects a list of Documents as input, got {found}.{hint}")
+
+
+def texts_to_embed(documents: Sequence[Document], meta_fields_to_embed: list[str], separator: str) -> list[str]:
+    """The text the model sees per document: the listed meta values, then the content, joined by ``separator``.
+
+    As in Haystack's own rankers and embedders, missing or ``None`` meta values are skipped and ``content=None``
+    counts as an empty string.
+    """
+    texts = []
+    for doc in documents:
+        meta_values = [str(doc.meta[key]) for key in meta_fields_to_embed if doc.meta.get(key) is not None]
+        texts.append(separator.join([*meta_values, doc.content or ""]))
+    return texts

@@ -1,0 +1,170 @@
+"""Qwen3DocumentEmbedder: a Haystack document embedder over the packed Qwen3-Embedding engine."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from typing import Any
+
+from haystack import Document, component
+from haystack.utils import ComponentDevice, Secret
+
+from ..engine import Qwen3EmbedEngine
+from ..engine.embed import DEFAULT_MAX_TOKENS_PER_PACK
+from ._common import EngineComponent, check_documents, check_pack_options, texts_to_embed
+
+
+@component
+class Qwen3DocumentEmbedder(EngineComponent):
+    """
+    Embeds documents with a Qwen3-Embedding model and stores each vector in the document's `embedding` field.
+
+    Documents are embedded as they are (no instruction, as in the official code); the vector is the last hidden
+    state at the appended `<|endoftext|>` token, cut to `dimensions` (Matryoshka) and L2-normalised. Many documents
+    go through the model per forward pass, packed back to back under a token budget (`max_tokens_per_pack`, which
+    plays the role of Haystack's `batch_size`); each one attends only to itself, so its vector does not depend on
+    its neighbours. There are no `prefix`/`suffix` parameters: Qwen3-Embedding documents take none.
+
+    A document whose `content` is `None` is embedded as an empty text (plus its `meta_fields_to_embed` values), like
+    Haystack's embedders do.
+
+    ### Usage example
+
+    ```python
+    from haystack import Document
+    from qwen3_rag_components.haystack import Qwen3DocumentEmbedder
+
+    embedder = Qwen3DocumentEmbedder("Qwen/Qwen3-Embedding-0.6B", meta_fields_to_embed=["title"])
+    docs = [Document(content="Beijing is the capital of China.", meta={"title": "China"})]
+    docs = embedder.run(docs)["documents"]
+    print(len(docs[0].embedding))  # 1024
+    ```
+    """
+
+    engine_class = Qwen3EmbedEngine
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = "Qwen/Qwen3-Embedding-0.6B",
+        *,
+        device: ComponentDevice | None = None,
+        dtype: str | None = None,
+        token: Secret | None = Secret.from_env_var(["HF_API_TOKEN", "HF_TOKEN"], strict=False),  # noqa: B008
+        local_files_only: bool = False,
+        revision: str | None = None,
+        dimensions: int | None = None,
+        normalize: bool = True,
+        max_length: int = 8192,
+        max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
+        progress_bar: bool = True,
+        meta_fields_to_embed: list[str] | None = None,
+        embedding_separator: str = "\n",
+    ) -> None:
+        """
+        Creates a Qwen3DocumentEmbedder; the model is loaded by `warm_up()` or the first `run()`.
+
+        :param model:
+            A Qwen3-Embedding hub id or a local folder (safetensors weights; no remote code is run).
+        :param device:
+            The device to run on. `None` picks the best available one when the model is loaded (and is saved as
+            `None`, so a saved pipeline picks again where it is loaded).
+        :param dtype:
+            `"float32"`, `"bfloat16"` or `"float16"` (or `"fp32"`, `"bf16"`, `"fp16"`). `None`: bf16 on CUDA, fp32
+            elsewhere.
+        :param token:
+            The Hugging Face token for private or gated models.
+        :param local_files_only:
+            If `True`, never download: use the local folder or the Hugging Face cache only.
+        :param revision:
+            The model revision (branch, tag or commit) on the Hugging Face Hub.
+        :param dimensions:
+            Keep the first `dimensions` values of each vector (Matryoshka); `None` keeps all.
+        :param normalize:
+            L2-normalise each vector (after cutting it to `dimensions`).
+        :param max_length:
+            The maximum length in tokens; longer texts are cut from their end, as the official code does.
+        :param max_tokens_per_pack:
+            The token budget of one forward pass (the batch size, in tokens). Lower it if memory runs out.
+        :param progress_bar:
+            Show a progress bar over the documents.
+        :param meta_fields_to_embed:
+            Meta fields whose values are put before the content, in this order.
+        :param embedding_separator:
+            The separator between the meta values and the content.
+        :raises ValueError:
+            If an option is out of range.
+        """
+        check_pack_options(max_length=max_length, max_tokens_per_pack=max_tokens_per_pack, dimensions=dimensions)
+        self._init_placement(model, device, dtype, token, local_files_only, revision)
+        self.dimensions = dimensions
+        self.normalize = normalize
+        self.max_length = max_length
+        self.max_tokens_per_pack = max_tokens_per_pack
+        self.progress_bar = progress_bar
+        self.meta_fields_to_embed = meta_fields_to_embed or []
+        self.embedding_separator = embedding_separator
+
+    def _engine_options(self) -> dict[str, Any]:
+        return {"max_length": self.max_length, "max_tokens_per_pack": self.max_tokens_per_pack}
+
+    def to_dict(self) -> dict[str, Any]:
+        """
+        Serializes the component to a dictionary.
+
+        :returns:
+            Dictionary with serialized data.
+        """
+        return self._to_dict(
+            dimensions=self.dimensions,
+            normalize=self.normalize,
+            max_length=self.max_length,
+            max_tokens_per_pack=self.max_tokens_per_pack,
+            progress_bar=self.progress_bar,
+            meta_fields_to_embed=self.meta_fields_to_embed,
+            embedding_separator=self.embedding_separator,
+        )
+
+    @component.output_types(documents=list[Document])
+    def run(self, documents: list[Document]) -> dict[str, list[Document]]:
+        """
+        Embeds the documents.
+
+        :param documents:
+            The documents to embed.
+        :returns:
+            A dictionary with the following keys:
+            - `documents`: Copies of the documents, in the same order, with `embedding` set.
+        :raises TypeError:
+            If `documents` is not a list of Documents.
+        """
+        check_documents(
+            documents,
+            "Qwen3DocumentEmbedder",
+            " In case you want to embed a string, please use the Qwen3TextEmbedder.",
+        )
+        if not documents:
+            return {"documents": []}
+        self.warm_up()
+        texts = texts_to_embed(documents, self.meta_fields_to_embed, self.embedding_separator)
+        result = self._engine.encode(
+            texts, dimensions=self.dimensions, normalize=self.normalize, progress=self.progress_bar
+        )
+        embedded = [
+            dataclasses.replace(doc, embedding=vector.tolist())
+            for doc, vector in zip(documents, result.embeddings, strict=True)
+        ]
+        return {"documents": embedded}
+
+    @component.output_types(documents=list[Document])
+    async def run_async(self, documents: list[Document]) -> dict[str, list[Document]]:
+        """
+        Like `run()`, in a worker thread so the event loop stays free while the model computes.
+
+        :param documents:
+            The documents to embed.
+        :returns:
+            A dictionary with the following keys:
+            - `documents`: Copies of the documents, in the same order, with `embedding` set.
+        """
+        return await asyncio.to_thread(self.run, documents=documents)

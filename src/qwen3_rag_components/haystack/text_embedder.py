@@ -1,0 +1,140 @@
+"""Qwen3TextEmbedder: a Haystack query embedder over the packed Qwen3-Embedding engine."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from haystack import component
+from haystack.utils import ComponentDevice, Secret
+
+from ..engine import Qwen3EmbedEngine
+from ._common import EngineComponent, check_pack_options
+
+
+@component
+class Qwen3TextEmbedder(EngineComponent):
+    """
+    Embeds a query string with a Qwen3-Embedding model, for retrieval against documents embedded by
+    `Qwen3DocumentEmbedder` (same `model`, `dimensions` and `normalize`).
+
+    The text is embedded as a query, in the official format `"Instruct: {instruction}\\nQuery:{text}"`; the vector
+    is the last hidden state at the appended `<|endoftext|>` token, cut to `dimensions` (Matryoshka) and
+    L2-normalised. There are no `prefix`/`suffix` parameters: the instruction is the model's way to describe the
+    task, and documents are embedded without one.
+
+    ### Usage example
+
+    ```python
+    from qwen3_rag_components.haystack import Qwen3TextEmbedder
+
+    embedder = Qwen3TextEmbedder("Qwen/Qwen3-Embedding-0.6B")
+    embedding = embedder.run("What is the capital of China?")["embedding"]
+    print(len(embedding))  # 1024
+    ```
+    """
+
+    engine_class = Qwen3EmbedEngine
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = "Qwen/Qwen3-Embedding-0.6B",
+        *,
+        device: ComponentDevice | None = None,
+        dtype: str | None = None,
+        token: Secret | None = Secret.from_env_var(["HF_API_TOKEN", "HF_TOKEN"], strict=False),  # noqa: B008
+        local_files_only: bool = False,
+        revision: str | None = None,
+        instruction: str | None = None,
+        dimensions: int | None = None,
+        normalize: bool = True,
+        max_length: int = 8192,
+    ) -> None:
+        """
+        Creates a Qwen3TextEmbedder; the model is loaded by `warm_up()` or the first `run()`.
+
+        :param model:
+            A Qwen3-Embedding hub id or a local folder (safetensors weights; no remote code is run).
+        :param device:
+            The device to run on. `None` picks the best available one when the model is loaded (and is saved as
+            `None`, so a saved pipeline picks again where it is loaded).
+        :param dtype:
+            `"float32"`, `"bfloat16"` or `"float16"` (or `"fp32"`, `"bf16"`, `"fp16"`). `None`: bf16 on CUDA, fp32
+            elsewhere.
+        :param token:
+            The Hugging Face token for private or gated models.
+        :param local_files_only:
+            If `True`, never download: use the local folder or the Hugging Face cache only.
+        :param revision:
+            The model revision (branch, tag or commit) on the Hugging Face Hub.
+        :param instruction:
+            The task description put before the query. `None` uses the official default, "Given a web search query,
+            retrieve relevant passages that answer the query".
+        :param dimensions:
+            Keep the first `dimensions` values of the vector (Matryoshka); `None` keeps all.
+        :param normalize:
+            L2-normalise the vector (after cutting it to `dimensions`).
+        :param max_length:
+            The maximum length in tokens; longer texts are cut from their end, as the official code does.
+        :raises ValueError:
+            If an option is out of range.
+        """
+        check_pack_options(max_length=max_length, dimensions=dimensions)
+        self._init_placement(model, device, dtype, token, local_files_only, revision)
+        self.instruction = instruction
+        self.dimensions = dimensions
+        self.normalize = normalize
+        self.max_length = max_length
+
+    def _engine_options(self) -> dict[str, Any]:
+        return {"instruction": self.instruction, "max_length": self.max_length}
+
+    def to_dict(self) -> dict[str, Any]:
+        """
+        Serializes the component to a dictionary.
+
+        :returns:
+            Dictionary with serialized data.
+        """
+        return self._to_dict(
+            instruction=self.instruction,
+            dimensions=self.dimensions,
+            normalize=self.normalize,
+            max_length=self.max_length,
+        )
+
+    @component.output_types(embedding=list[float])
+    def run(self, text: str) -> dict[str, list[float]]:
+        """
+        Embeds one query.
+
+        :param text:
+            The query to embed.
+        :returns:
+            A dictionary with the following keys:
+            - `embedding`: The query's embedding, a list of floats.
+        :raises TypeError:
+            If `text` is not a string.
+        """
+        if not isinstance(text, str):
+            raise TypeError(
+                f"Qwen3TextEmbedder expects a string as input, got {type(text).__name__}. "
+                "In case you want to embed a list of Documents, please use the Qwen3DocumentEmbedder."
+            )
+        self.warm_up()
+        result = self._engine.encode([text], is_query=True, dimensions=self.dimensions, normalize=self.normalize)
+        return {"embedding": result.embeddings[0].tolist()}
+
+    @component.output_types(embedding=list[float])
+    async def run_async(self, text: str) -> dict[str, list[float]]:
+        """
+        Like `run()`, in a worker thread so the event loop stays free while the model computes.
+
+        :param text:
+            The query to embed.
+        :returns:
+            A dictionary with the following keys:
+            - `embedding`: The query's embedding, a list of floats.
+        """
+        return await asyncio.to_thread(self.run, text=text)

@@ -1,0 +1,135 @@
+"""Qwen3Embeddings: LangChain ``Embeddings`` backed by Qwen3-Embedding on the packed engine."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr, ValidationInfo, field_validator
+
+from ..engine import Qwen3EmbedEngine, get_engine
+from ..engine.loading import DTYPES, check_positive_int
+
+
+class Qwen3Embeddings(BaseModel, Embeddings):
+    """Embeds documents and queries with a Qwen3-Embedding checkpoint, exactly as the official code does.
+
+    Documents are embedded as they are; queries as ``"Instruct: {query_instruction}\\nQuery:{query}"``. Vectors are
+    the final hidden state at the appended ``<|endoftext|>``, cut to ``dimensions`` (MRL), then L2-normalised. The
+    model is loaded on first use and shared with every other component (LangChain or Haystack) that asks for the same
+    checkpoint, device and dtype.
+
+    Example:
+        .. code-block:: python
+
+            from langchain_core.vectorstores import InMemoryVectorStore
+            from qwen3_rag_components.langchain import Qwen3Embeddings
+
+            embeddings = Qwen3Embeddings(model="Qwen/Qwen3-Embedding-0.6B", dimensions=256)
+            store = InMemoryVectorStore.from_texts(["Beijing is the capital of China.", "Gravity."], embeddings)
+            store.similarity_search("What is the capital of China?", k=1)
+
+            embeddings.embed_query("What is the capital of China?")  # 256 floats, unit length
+    """
+
+    model: str = "Qwen/Qwen3-Embedding-0.6B"
+    """Hub id or local folder of a Qwen3-Embedding checkpoint (0.6B, 4B or 8B; safetensors, no remote code)."""
+    query_instruction: str | None = None
+    """Task instruction put before each query; ``None`` uses the official one ("Given a web search query, retrieve
+    relevant passages that answer the query"). Documents never get one."""
+    dimensions: int | None = None
+    """Keep the first ``dimensions`` values of each vector (MRL, 1 to the hidden size), then normalise; ``None``
+    keeps the full vector (1024 / 2560 / 4096 for 0.6B / 4B / 8B)."""
+    normalize: bool = True
+    """L2-normalise the vectors (so that dot product equals cosine similarity)."""
+    show_progress: bool = False
+    """Show a tqdm progress bar while embedding."""
+    device: str | None = None
+    """Torch device such as ``"cpu"``, ``"cuda"`` or ``"cuda:1"``; ``None`` picks CUDA when available, else CPU."""
+    dtype: str | None = None
+    """``"float32"``, ``"bfloat16"`` or ``"float16"`` (or ``"fp32"``, ``"bf16"``, ``"fp16"``); ``None`` gives bf16
+    on CUDA and fp32 on CPU."""
+    max_length: int = 8192
+    """Tokens per text including the appended ``<|endoftext|>`` (the official value); longer texts are cut."""
+    max_tokens_per_pack: int = 8192
+    """Token budget of one forward pass: lower it to save memory, raise it for throughput on a large GPU."""
+    local_files_only: bool = False
+    """Only use local files (a folder or the Hugging Face cache); never download."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) to load."""
+    token: SecretStr | None = None
+    """Hugging Face token for private or gated models; ``None`` falls back to the ``HF_TOKEN`` environment
+    variable or the token saved by ``hf auth login``."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, use_attribute_docstrings=True)
+
+    _engine: Qwen3EmbedEngine | None = PrivateAttr(default=None)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    @field_validator("max_length", "max_tokens_per_pack", "dimensions")
+    @classmethod
+    def _check_positive(cls, value: int | None, info: ValidationInfo) -> int | None:
+        check_positive_int(info.field_name or "value", value, optional=True)
+        return value
+
+    @field_validator("dtype")
+    @classmethod
+    def _check_dtype(cls, dtype: str | None) -> str | None:
+        if dtype is not None and dtype not in DTYPES:
+            raise ValueError(f"dtype={dtype!r} is not supported; use one of {sorted(DTYPES)}, or None.")
+        return dtype
+
+    def _get_engine(self) -> Qwen3EmbedEngine:
+        """The shared engine for this checkpoint, loaded on first use (once, even when called from several threads)."""
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = get_engine(
+                        Qwen3EmbedEngine,
+                        self.model,
+                        device=self.device,
+                        dtype=self.dtype,
+                        local_files_only=self.local_files_only,
+                        revision=self.revision,
+                        token=self.token.get_secret_value() if self.token is not None else None,
+                        max_length=self.max_length,
+                        max_tokens_per_pack=self.max_tokens_per_pack,
+                    )
+        return self._engine
+
+    def _encode(self, texts: list[str], *, is_query: bool) -> list[list[float]]:
+        result = self._get_engine().encode(
+            texts,
+            is_query=is_query,
+            instruction=self.query_instruction if is_query else None,
+            dimensions=self.dimensions,
+            normalize=self.normalize,
+            progress=self.show_progress,
+        )
+        return result.embeddings.tolist()  # [N, dimensions] float32 -> Python floats
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """One vector per text, in input order (documents get no instruction)."""
+        if isinstance(texts, str):
+            raise TypeError(
+                "texts must be a list of strings, got a single string; wrap it in a list, or use embed_query."
+            )
+        if len(texts) == 0:
+            return []
+        return self._encode(list(texts), is_query=False)
+
+    def embed_query(self, text: str) -> list[float]:
+        """The vector of one query, formatted with ``query_instruction``."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}; use embed_documents for a list.")
+        return self._encode([text], is_query=True)[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Like :meth:`embed_documents`, run in a worker thread so the event loop is never blocked."""
+        return await asyncio.to_thread(self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Like :meth:`embed_query`, run in a worker thread so the event loop is never blocked."""
+        return await asyncio.to_thread(self.embed_query, text)

@@ -1,0 +1,156 @@
+"""Qwen3Reranker: a LangChain document compressor that scores documents with Qwen3-Reranker on the packed engine."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from copy import deepcopy
+from typing import Any
+
+from langchain_core.callbacks import Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
+from pydantic import ConfigDict, PrivateAttr, SecretStr, ValidationInfo, field_validator
+
+from ..engine import Qwen3RerankEngine, get_engine
+from ..engine.loading import DTYPES, check_positive_int
+
+
+class Qwen3Reranker(BaseDocumentCompressor):
+    """Reranks documents with a Qwen3-Reranker checkpoint; the score is the official P("yes") in [0, 1].
+
+    Returns new ``Document``s (same ``id``, deep-copied metadata plus ``metadata["relevance_score"]``), best first,
+    without those scoring below ``score_threshold``, cut to ``top_n``. The model is loaded on first use and shared
+    with every other component (LangChain or Haystack) that asks for the same checkpoint, device and dtype.
+
+    Example:
+        .. code-block:: python
+
+            from langchain_classic.retrievers import ContextualCompressionRetriever
+            from qwen3_rag_components.langchain import Qwen3Reranker
+
+            reranker = Qwen3Reranker(model="Qwen/Qwen3-Reranker-0.6B", top_n=3)
+            retriever = ContextualCompressionRetriever(base_compressor=reranker, base_retriever=base_retriever)
+            docs = retriever.invoke("What is the capital of China?")
+            docs[0].metadata["relevance_score"]  # 0.99...
+
+            reranker.rerank(["Beijing is the capital of China.", "Gravity."], "capital of China?")
+            # [{"index": 0, "relevance_score": 0.99...}, {"index": 1, "relevance_score": 0.00...}]
+    """
+
+    model: str = "Qwen/Qwen3-Reranker-0.6B"
+    """Hub id or local folder of a Qwen3-Reranker checkpoint (0.6B, 4B or 8B; safetensors, no remote code)."""
+    top_n: int | None = 3
+    """How many documents to return, best first; ``None`` returns every document."""
+    score_threshold: float | None = None
+    """Documents scoring below this (P("yes"), from 0 to 1) are dropped; ``None`` keeps them all."""
+    instruction: str | None = None
+    """Task instruction of the prompt; ``None`` uses the official one ("Given a web search query, retrieve
+    relevant passages that answer the query")."""
+    device: str | None = None
+    """Torch device such as ``"cpu"``, ``"cuda"`` or ``"cuda:1"``; ``None`` picks CUDA when available, else CPU."""
+    dtype: str | None = None
+    """``"float32"``, ``"bfloat16"`` or ``"float16"`` (or ``"fp32"``, ``"bf16"``, ``"fp16"``); ``None`` gives bf16
+    on CUDA and fp32 on CPU."""
+    max_length: int = 8192
+    """Prompt tokens per document (the official value); longer documents are cut from their end."""
+    max_tokens_per_pack: int = 8192
+    """Token budget of one forward pass: lower it to save memory, raise it for throughput on a large GPU."""
+    max_docs_per_pack: int | None = None
+    """Most documents in one forward pass; ``None`` lets the token budget alone decide."""
+    local_files_only: bool = False
+    """Only use local files (a folder or the Hugging Face cache); never download."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) to load."""
+    token: SecretStr | None = None
+    """Hugging Face token for private or gated models; ``None`` falls back to the ``HF_TOKEN`` environment
+    variable or the token saved by ``hf auth login``."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, use_attribute_docstrings=True)
+
+    _engine: Qwen3RerankEngine | None = PrivateAttr(default=None)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    @field_validator("top_n")
+    @classmethod
+    def _check_top_n(cls, top_n: int | None) -> int | None:
+        if top_n is not None and top_n < 1:
+            raise ValueError(f"top_n={top_n} is invalid: use an int >= 1, or None to return every document.")
+        return top_n
+
+    @field_validator("max_length", "max_tokens_per_pack", "max_docs_per_pack")
+    @classmethod
+    def _check_positive(cls, value: int | None, info: ValidationInfo) -> int | None:
+        check_positive_int(info.field_name or "value", value, optional=True)
+        return value
+
+    @field_validator("dtype")
+    @classmethod
+    def _check_dtype(cls, dtype: str | None) -> str | None:
+        if dtype is not None and dtype not in DTYPES:
+            raise ValueError(f"dtype={dtype!r} is not supported; use one of {sorted(DTYPES)}, or None.")
+        return dtype
+
+    def _get_engine(self) -> Qwen3RerankEngine:
+        """The shared engine for this checkpoint, loaded on first use (once, even when called from several threads)."""
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = get_engine(
+                        Qwen3RerankEngine,
+                        self.model,
+                        device=self.device,
+                        dtype=self.dtype,
+                        local_files_only=self.local_files_only,
+                        revision=self.revision,
+                        token=self.token.get_secret_value() if self.token is not None else None,
+                        instruction=self.instruction,
+                        max_length=self.max_length,
+                        max_tokens_per_pack=self.max_tokens_per_pack,
+                        max_docs_per_pack=self.max_docs_per_pack,
+                    )
+        return self._engine
+
+    def rerank(
+        self, documents: Sequence[str | Document], query: str, *, top_n: int | None = -1
+    ) -> list[dict[str, Any]]:
+        """``[{"index": i, "relevance_score": s}, ...]`` for the best documents, best first (like ``CohereRerank``).
+
+        ``documents`` may be ``Document``s or strings. ``top_n=-1`` uses this reranker's ``top_n`` and ``None``
+        returns every document; ``score_threshold`` applies either way. Ties keep their input order.
+        """
+        if top_n == -1:
+            top_n = self.top_n
+        elif top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
+            raise ValueError(f"top_n={top_n!r} is invalid: use an int >= 1, None for all, or -1 for self.top_n.")
+        if isinstance(documents, str):
+            raise TypeError("documents must be a list of Documents or strings, got a single string; wrap it in a list.")
+        if not documents:
+            return []
+        texts = [doc.page_content if isinstance(doc, Document) else doc for doc in documents]
+        scores = self._get_engine().score(query, texts)  # P(yes), in input order
+        order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)  # stable: ties keep input order
+        if self.score_threshold is not None:
+            order = [i for i in order if scores[i] >= self.score_threshold]
+        return [{"index": i, "relevance_score": scores[i]} for i in order[:top_n]]
+
+    def compress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
+        """New ``Document``s, best first, with ``metadata["relevance_score"]``; the inputs are left untouched."""
+        for index, doc in enumerate(documents):
+            if not isinstance(doc, Document):
+                raise TypeError(f"documents[{index}] is {type(doc).__name__}; compress_documents takes Documents.")
+        compressed = []
+        for result in self.rerank(documents, query):
+            doc = documents[result["index"]]
+            metadata = deepcopy(doc.metadata)
+            metadata["relevance_score"] = result["relevance_score"]
+            compressed.append(doc.model_copy(update={"metadata": metadata}))  # keeps id, type and any subclass
+        return compressed
+
+    async def acompress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
+        """Like :meth:`compress_documents`, run in a worker thread so the event loop is never blocked."""
+        return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)

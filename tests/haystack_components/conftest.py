@@ -1,0 +1,51 @@
+"""Fixtures for the Haystack components: tiny checkpoints as model paths, reference engines, a small corpus."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # read when haystack is first imported
+pytest.importorskip("haystack", reason="the Haystack components need the 'haystack' extra")
+
+from haystack import Document
+from haystack.utils import ComponentDevice
+
+from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
+
+CPU = ComponentDevice.from_str("cpu")
+
+
+@pytest.fixture(scope="session")
+def reranker_model(reranker_paths: dict[str, Path]) -> str:
+    return str(reranker_paths["tied"])
+
+
+@pytest.fixture(scope="session")
+def embedder_model(embedder_paths: dict[str, Path]) -> str:
+    return str(embedder_paths["base"])
+
+
+@pytest.fixture(scope="session")
+def reference_reranker(reranker_model: str) -> Qwen3RerankEngine:
+    """Loaded apart from the components' shared cache: what the components must reproduce."""
+    return Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def reference_embedder(embedder_model: str) -> Qwen3EmbedEngine:
+    return Qwen3EmbedEngine.from_pretrained(embedder_model, device="cpu")
+
+
+@pytest.fixture
+def documents() -> list[Document]:
+    return [
+        Document(content="Beijing is the capital of China.", meta={"title": "China", "year": 2024}),
+        Document(content="Berlin is the capital of Germany.", meta={"title": "Germany"}),
+        Document(content="Gravity pulls objects toward each other.", meta={"title": None}),
+        Document(content="The Great Wall runs across northern China."),
+        Document(content="Paris is known for the Eiffel tower.", meta={"title": "France", "year": 0}),
+        Document(content="dense retrieval maps queries and passages to vectors " * 6),
+    ]
