@@ -187,6 +187,9 @@ class DecoderShape:
     heads: int
     head_dim: int
     non_embedding_params: int
+    readout_only_params: (
+        int  # per layer: q_proj, o_proj and MLP, which the engine's last layer runs on readout rows only
+    )
 
 
 def decoder_shape(model: torch.nn.Module) -> DecoderShape:
@@ -194,7 +197,16 @@ def decoder_shape(model: torch.nn.Module) -> DecoderShape:
     config = model.config
     embedding = model.get_input_embeddings().weight.numel()
     total = sum(p.numel() for p in model.parameters())  # a tied output head is the same tensor, counted once
-    return DecoderShape(config.num_hidden_layers, config.num_attention_heads, config.head_dim, total - embedding)
+    attention = config.hidden_size * config.num_attention_heads * config.head_dim
+    readout_only = 2 * attention + 3 * config.hidden_size * config.intermediate_size
+    return DecoderShape(
+        config.num_hidden_layers, config.num_attention_heads, config.head_dim, total - embedding, readout_only
+    )
+
+
+def _attention_pairs(prefix_length: int, item_lengths: Sequence[int]) -> float:
+    """(query, key) pairs of exact causal attention: the prefix once, each item over the prefix and itself."""
+    return prefix_length * (prefix_length + 1) / 2 + sum(n * (prefix_length + (n + 1) / 2) for n in item_lengths)
 
 
 def useful_flops(shape: DecoderShape, prefix_length: int, item_lengths: Sequence[int]) -> float:
@@ -205,8 +217,17 @@ def useful_flops(shape: DecoderShape, prefix_length: int, item_lengths: Sequence
     prefix itself p·(p+1)/2. For embedding texts use ``prefix_length=0``.
     """
     tokens = prefix_length + sum(item_lengths)
-    pairs = prefix_length * (prefix_length + 1) / 2 + sum(n * (prefix_length + (n + 1) / 2) for n in item_lengths)
+    pairs = _attention_pairs(prefix_length, item_lengths)
     return 2 * shape.non_embedding_params * tokens + shape.layers * 4 * shape.heads * shape.head_dim * pairs
+
+
+def readout_only_savings(shape: DecoderShape, prefix_length: int, item_lengths: Sequence[int]) -> float:
+    """Of ``useful_flops``, what the engine skips: in the last layer only each item's last token needs a query,
+    attention output, o_proj and MLP (every token still needs its key and value)."""
+    skipped_tokens = prefix_length + sum(item_lengths) - len(item_lengths)
+    readout_pairs = sum(prefix_length + n for n in item_lengths)
+    skipped_pairs = _attention_pairs(prefix_length, item_lengths) - readout_pairs
+    return 2 * shape.readout_only_params * skipped_tokens + 4 * shape.heads * shape.head_dim * skipped_pairs
 
 
 # ------------------------------------------------------------------------------------------------ output
