@@ -162,6 +162,7 @@ def test_wrong_input_types_point_to_the_other_embedder():
     assert text._engine is None and document._engine is None
 
 
+@pytest.mark.asyncio
 async def test_empty_documents_return_early_without_loading():
     embedder = Qwen3DocumentEmbedder("does/not-exist", local_files_only=True)
     assert embedder.run([]) == {"documents": []}
@@ -239,6 +240,7 @@ def test_progress_bar_goes_to_stderr(embedder_model, documents, capsys):
     assert "Embedding" in captured.err
 
 
+@pytest.mark.asyncio
 async def test_async_equals_sync(embedder_model, documents):
     text = Qwen3TextEmbedder(embedder_model, device=CPU, dimensions=32)
     assert await text.run_async(QUERY) == text.run(QUERY)

@@ -10,7 +10,6 @@ from haystack import Document
 from haystack.utils import ComponentDevice, Secret
 
 import qwen3_rag_components.engine.cache as engine_cache
-from qwen3_rag_components import clear_engine_cache
 from qwen3_rag_components.haystack import Qwen3Ranker
 
 from .conftest import CPU
@@ -23,7 +22,7 @@ DEFAULT_TOKEN = {"type": "env_var", "env_vars": ["HF_API_TOKEN", "HF_TOKEN"], "s
 
 @pytest.fixture
 def ranker(reranker_model: str) -> Qwen3Ranker:
-    return Qwen3Ranker(reranker_model, device=CPU, local_files_only=True)
+    return Qwen3Ranker(reranker_model, device=CPU)
 
 
 def expected_texts(documents: list[Document], fields: Sequence[str] = (), separator: str = "\n") -> list[str]:
@@ -168,6 +167,7 @@ def test_empty_input_returns_early_without_loading():
     assert ranker._engine is None
 
 
+@pytest.mark.asyncio
 async def test_empty_input_async():
     ranker = Qwen3Ranker("does/not-exist", local_files_only=True)
     assert await ranker.run_async(QUERY, []) == {"documents": []}
@@ -270,12 +270,14 @@ def test_small_packs_give_the_same_scores(reranker_model, ranker, documents):
         assert abs(doc.score - big[doc.id]) <= 1e-5
 
 
+@pytest.mark.asyncio
 async def test_async_equals_sync(ranker, documents):
     kwargs = {"top_k": 4, "scale_score": False, "score_threshold": -100.0, "instruction": "Judge relevance"}
     sync = ranker.run(QUERY, documents, **kwargs)["documents"]
     assert (await ranker.run_async(QUERY, documents, **kwargs))["documents"] == sync
 
 
+@pytest.mark.asyncio
 async def test_warm_up_async_loads_once(reranker_model):
     ranker = Qwen3Ranker(reranker_model, device=CPU)
     await ranker.warm_up_async()
@@ -286,13 +288,13 @@ async def test_warm_up_async_loads_once(reranker_model):
 
 
 def test_rankers_with_the_same_model_share_one_engine(reranker_model):
-    clear_engine_cache()
     first = Qwen3Ranker(reranker_model, device=CPU, top_k=3)
     second = Qwen3Ranker(reranker_model, device=CPU, dtype="float32", max_length=1024, instruction="Other task")
     first.warm_up()
     second.warm_up()
-    keys = [key for key in engine_cache._engines if key[:2] == ("Qwen3RerankEngine", reranker_model)]
-    assert len(keys) == 1  # one load; the options are applied on copies sharing it
+    placement = ("Qwen3RerankEngine", reranker_model, "cpu", "torch.float32", False)  # dtype None resolves to fp32
+    keys = [key for key in engine_cache._engines if key[:5] == placement]
+    assert len(keys) == 1  # one load (here or in an earlier test); the options are applied on copies sharing it
     assert second._engine.model is first._engine.model
     assert second._engine.yes_no_head is first._engine.yes_no_head
     assert (first._engine.max_length, second._engine.max_length) == (8192, 1024)
