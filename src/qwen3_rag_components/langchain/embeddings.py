@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
 
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr, ValidationInfo, field_validator
 
 from ..engine import Qwen3EmbedEngine, get_engine
 from ..engine.loading import DTYPES, check_positive_int
+
+_load_lock = threading.Lock()  # one first load at a time; module-level, as a lock field could not be deep-copied
 
 
 class Qwen3Embeddings(BaseModel, Embeddings):
@@ -66,7 +67,6 @@ class Qwen3Embeddings(BaseModel, Embeddings):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, use_attribute_docstrings=True)
 
     _engine: Qwen3EmbedEngine | None = PrivateAttr(default=None)
-    _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     @field_validator("max_length", "max_tokens_per_pack", "dimensions")
     @classmethod
@@ -84,7 +84,7 @@ class Qwen3Embeddings(BaseModel, Embeddings):
     def _get_engine(self) -> Qwen3EmbedEngine:
         """The shared engine for this checkpoint, loaded on first use (once, even when called from several threads)."""
         if self._engine is None:
-            with self._lock:
+            with _load_lock:
                 if self._engine is None:
                     self._engine = get_engine(
                         Qwen3EmbedEngine,

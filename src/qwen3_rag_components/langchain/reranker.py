@@ -15,6 +15,8 @@ from pydantic import ConfigDict, PrivateAttr, SecretStr, ValidationInfo, field_v
 from ..engine import Qwen3RerankEngine, get_engine
 from ..engine.loading import DTYPES, check_positive_int
 
+_load_lock = threading.Lock()  # one first load at a time; module-level, as a lock field could not be deep-copied
+
 
 class Qwen3Reranker(BaseDocumentCompressor):
     """Reranks documents with a Qwen3-Reranker checkpoint; the score is the official P("yes") in [0, 1].
@@ -69,7 +71,6 @@ class Qwen3Reranker(BaseDocumentCompressor):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, use_attribute_docstrings=True)
 
     _engine: Qwen3RerankEngine | None = PrivateAttr(default=None)
-    _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     @field_validator("top_n")
     @classmethod
@@ -94,7 +95,7 @@ class Qwen3Reranker(BaseDocumentCompressor):
     def _get_engine(self) -> Qwen3RerankEngine:
         """The shared engine for this checkpoint, loaded on first use (once, even when called from several threads)."""
         if self._engine is None:
-            with self._lock:
+            with _load_lock:
                 if self._engine is None:
                     self._engine = get_engine(
                         Qwen3RerankEngine,
