@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import threading
+from typing import Any, ClassVar
 
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr, ValidationInfo, field_validator
 
-from ..engine import Qwen3EmbedEngine, get_engine
-from ..engine.loading import DTYPES, check_positive_int
-
-_load_lock = threading.Lock()  # one first load at a time; module-level, as a lock field could not be deep-copied
+from ..engine import Qwen3EmbedEngine
+from ._common import EngineFields
 
 
-class Qwen3Embeddings(BaseModel, Embeddings):
+class Qwen3Embeddings(EngineFields, Embeddings):
     """Embeds documents and queries with a Qwen3-Embedding checkpoint, exactly as the official code does.
 
     Documents are embedded as they are; queries as ``"Instruct: {query_instruction}\\nQuery:{query}"``. Vectors are
@@ -35,6 +32,8 @@ class Qwen3Embeddings(BaseModel, Embeddings):
             embeddings.embed_query("What is the capital of China?")  # 256 floats, unit length
     """
 
+    engine_class: ClassVar[type] = Qwen3EmbedEngine
+
     model: str = "Qwen/Qwen3-Embedding-0.6B"
     """Hub id or local folder of a Qwen3-Embedding checkpoint (0.6B, 4B or 8B; safetensors, no remote code)."""
     query_instruction: str | None = None
@@ -47,57 +46,13 @@ class Qwen3Embeddings(BaseModel, Embeddings):
     """L2-normalise the vectors (so that dot product equals cosine similarity)."""
     show_progress: bool = False
     """Show a tqdm progress bar while embedding."""
-    device: str | None = None
-    """Torch device such as ``"cpu"``, ``"cuda"`` or ``"cuda:1"``; ``None`` picks CUDA when available, else CPU."""
-    dtype: str | None = None
-    """``"float32"``, ``"bfloat16"`` or ``"float16"`` (or ``"fp32"``, ``"bf16"``, ``"fp16"``); ``None`` gives bf16
-    on CUDA and fp32 on CPU."""
     max_length: int = 8192
     """Tokens per text including the appended ``<|endoftext|>`` (the official value); longer texts are cut."""
     max_tokens_per_pack: int = 8192
     """Token budget of one forward pass: lower it to save memory, raise it for throughput on a large GPU."""
-    local_files_only: bool = False
-    """Only use local files (a folder or the Hugging Face cache); never download."""
-    revision: str | None = None
-    """Hub revision (branch, tag or commit) to load."""
-    token: SecretStr | None = None
-    """Hugging Face token for private or gated models; ``None`` falls back to the ``HF_TOKEN`` environment
-    variable or the token saved by ``hf auth login``."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, use_attribute_docstrings=True)
-
-    _engine: Qwen3EmbedEngine | None = PrivateAttr(default=None)
-
-    @field_validator("max_length", "max_tokens_per_pack", "dimensions")
-    @classmethod
-    def _check_positive(cls, value: int | None, info: ValidationInfo) -> int | None:
-        check_positive_int(info.field_name or "value", value, optional=True)
-        return value
-
-    @field_validator("dtype")
-    @classmethod
-    def _check_dtype(cls, dtype: str | None) -> str | None:
-        if dtype is not None and dtype not in DTYPES:
-            raise ValueError(f"dtype={dtype!r} is not supported; use one of {sorted(DTYPES)}, or None.")
-        return dtype
-
-    def _get_engine(self) -> Qwen3EmbedEngine:
-        """The shared engine for this checkpoint, loaded on first use (once, even when called from several threads)."""
-        if self._engine is None:
-            with _load_lock:
-                if self._engine is None:
-                    self._engine = get_engine(
-                        Qwen3EmbedEngine,
-                        self.model,
-                        device=self.device,
-                        dtype=self.dtype,
-                        local_files_only=self.local_files_only,
-                        revision=self.revision,
-                        token=self.token.get_secret_value() if self.token is not None else None,
-                        max_length=self.max_length,
-                        max_tokens_per_pack=self.max_tokens_per_pack,
-                    )
-        return self._engine
+    def _engine_options(self) -> dict[str, Any]:
+        return {"max_length": self.max_length, "max_tokens_per_pack": self.max_tokens_per_pack}
 
     def _encode(self, texts: list[str], *, is_query: bool) -> list[list[float]]:
         result = self._get_engine().encode(

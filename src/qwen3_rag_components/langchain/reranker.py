@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Sequence
 from copy import deepcopy
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import ConfigDict, PrivateAttr, SecretStr, ValidationInfo, field_validator
+from pydantic import field_validator
 
-from ..engine import Qwen3RerankEngine, get_engine
-from ..engine.loading import DTYPES, check_positive_int
-
-_load_lock = threading.Lock()  # one first load at a time; module-level, as a lock field could not be deep-copied
+from ..engine import Qwen3RerankEngine
+from ._common import EngineFields
 
 
-class Qwen3Reranker(BaseDocumentCompressor):
+class Qwen3Reranker(EngineFields, BaseDocumentCompressor):
     """Reranks documents with a Qwen3-Reranker checkpoint; the score is the official P("yes") in [0, 1].
 
     Returns new ``Document``s (same ``id``, deep-copied metadata plus ``metadata["relevance_score"]``), best first,
@@ -40,6 +37,8 @@ class Qwen3Reranker(BaseDocumentCompressor):
             # [{"index": 0, "relevance_score": 0.99...}, {"index": 1, "relevance_score": 0.00...}]
     """
 
+    engine_class: ClassVar[type] = Qwen3RerankEngine
+
     model: str = "Qwen/Qwen3-Reranker-0.6B"
     """Hub id or local folder of a Qwen3-Reranker checkpoint (0.6B, 4B or 8B; safetensors, no remote code)."""
     top_n: int | None = 3
@@ -49,28 +48,12 @@ class Qwen3Reranker(BaseDocumentCompressor):
     instruction: str | None = None
     """Task instruction of the prompt; ``None`` uses the official one ("Given a web search query, retrieve
     relevant passages that answer the query")."""
-    device: str | None = None
-    """Torch device such as ``"cpu"``, ``"cuda"`` or ``"cuda:1"``; ``None`` picks CUDA when available, else CPU."""
-    dtype: str | None = None
-    """``"float32"``, ``"bfloat16"`` or ``"float16"`` (or ``"fp32"``, ``"bf16"``, ``"fp16"``); ``None`` gives bf16
-    on CUDA and fp32 on CPU."""
     max_length: int = 8192
     """Prompt tokens per document (the official value); longer documents are cut from their end."""
     max_tokens_per_pack: int = 8192
     """Token budget of one forward pass: lower it to save memory, raise it for throughput on a large GPU."""
     max_docs_per_pack: int | None = None
     """Most documents in one forward pass; ``None`` lets the token budget alone decide."""
-    local_files_only: bool = False
-    """Only use local files (a folder or the Hugging Face cache); never download."""
-    revision: str | None = None
-    """Hub revision (branch, tag or commit) to load."""
-    token: SecretStr | None = None
-    """Hugging Face token for private or gated models; ``None`` falls back to the ``HF_TOKEN`` environment
-    variable or the token saved by ``hf auth login``."""
-
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, use_attribute_docstrings=True)
-
-    _engine: Qwen3RerankEngine | None = PrivateAttr(default=None)
 
     @field_validator("top_n")
     @classmethod
@@ -79,38 +62,13 @@ class Qwen3Reranker(BaseDocumentCompressor):
             raise ValueError(f"top_n={top_n} is invalid: use an int >= 1, or None to return every document.")
         return top_n
 
-    @field_validator("max_length", "max_tokens_per_pack", "max_docs_per_pack")
-    @classmethod
-    def _check_positive(cls, value: int | None, info: ValidationInfo) -> int | None:
-        check_positive_int(info.field_name or "value", value, optional=True)
-        return value
-
-    @field_validator("dtype")
-    @classmethod
-    def _check_dtype(cls, dtype: str | None) -> str | None:
-        if dtype is not None and dtype not in DTYPES:
-            raise ValueError(f"dtype={dtype!r} is not supported; use one of {sorted(DTYPES)}, or None.")
-        return dtype
-
-    def _get_engine(self) -> Qwen3RerankEngine:
-        """The shared engine for this checkpoint, loaded on first use (once, even when called from several threads)."""
-        if self._engine is None:
-            with _load_lock:
-                if self._engine is None:
-                    self._engine = get_engine(
-                        Qwen3RerankEngine,
-                        self.model,
-                        device=self.device,
-                        dtype=self.dtype,
-                        local_files_only=self.local_files_only,
-                        revision=self.revision,
-                        token=self.token.get_secret_value() if self.token is not None else None,
-                        instruction=self.instruction,
-                        max_length=self.max_length,
-                        max_tokens_per_pack=self.max_tokens_per_pack,
-                        max_docs_per_pack=self.max_docs_per_pack,
-                    )
-        return self._engine
+    def _engine_options(self) -> dict[str, Any]:
+        return {
+            "instruction": self.instruction,
+            "max_length": self.max_length,
+            "max_tokens_per_pack": self.max_tokens_per_pack,
+            "max_docs_per_pack": self.max_docs_per_pack,
+        }
 
     def rerank(
         self, documents: Sequence[str | Document], query: str, *, top_n: int | None = -1
