@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 LAYERS ?= 4
 
-.PHONY: install test test-slow lint bench clean
+.PHONY: install test test-slow lint bench demo clean
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/rerank.py --layers $(LAYERS)
+	$(PY) bench/embed.py --layers $(LAYERS)
+
+# A RAG run over Python's own help topics; DEMO_ARGS="--framework langchain" for the LangChain classes.
+demo: $(STAMP)
+	$(PY) -m qwen3_rag_components.demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
