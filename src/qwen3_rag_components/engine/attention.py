@@ -86,15 +86,12 @@ def packed_attention(
 ) -> torch.Tensor:
     """q: [T, H, D], k/v: [T, Hkv, D] (rotary applied) -> [T, H * D]."""
     num_tokens, num_heads, head_dim = q.shape
-    groups = num_heads // k.shape[1]
+    gqa = num_heads != k.shape[1]
     out = q.new_empty(num_tokens, num_heads, head_dim)
     for b in buckets:
         qb = q[b.query_index].transpose(1, 2)  # [N, H, Lq, D]
-        kb = k[b.key_index].transpose(1, 2)  # [N, Hkv, Lk, D]
+        kb = k[b.key_index].transpose(1, 2)  # [N, Hkv, Lk, D]; each KV head serves H / Hkv query heads
         vb = v[b.key_index].transpose(1, 2)
-        if groups > 1:
-            kb = kb.repeat_interleave(groups, dim=1)  # [N, H, Lk, D]
-            vb = vb.repeat_interleave(groups, dim=1)
-        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=b.mask, scale=scale)  # [N, H, Lq, D]
+        ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=b.mask, scale=scale, enable_gqa=gqa)  # [N, H, Lq, D]
         out[b.output_index] = ob.transpose(1, 2)[b.valid]
     return out.view(num_tokens, num_heads * head_dim)
