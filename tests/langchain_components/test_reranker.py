@@ -11,7 +11,7 @@ import pytest
 from langchain_core.documents import Document
 from pydantic import ValidationError
 
-import qwen3_rag_components.langchain.reranker as reranker_module
+import qwen3_rag_components.langchain._common as common_module
 from qwen3_rag_components import Qwen3RerankEngine, get_engine
 from qwen3_rag_components.langchain import Qwen3Reranker
 
@@ -141,7 +141,7 @@ def test_concurrent_first_use_loads_once(make_reranker, monkeypatch):
         time.sleep(0.05)
         return get_engine(*args, **kwargs)
 
-    monkeypatch.setattr(reranker_module, "get_engine", slow_get_engine)
+    monkeypatch.setattr(common_module, "get_engine", slow_get_engine)
     reranker = make_reranker()
     barrier = threading.Barrier(4)
 
