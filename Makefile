@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 LAYERS ?= 4
 
-.PHONY: install test test-slow lint bench demo clean
+.PHONY: install test test-slow lint bench demo docs clean
 
 install: $(STAMP)
 
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench examples docs
 
 test: lint
 	$(PY) -m pytest -q -m "not slow"
@@ -36,6 +36,12 @@ bench: $(STAMP)
 # A RAG run over Python's own help topics; DEMO_ARGS="--framework langchain" for the LangChain classes.
 demo: $(STAMP)
 	$(PY) -m qwen3_rag_components.demo $(DEMO_ARGS)
+
+# The docs site: figures drawn from the engine's own pack plan and from bench/results, then a strict mkdocs build.
+docs: $(STAMP)
+	$(PY) -m pip install -q -e ".[docs]"
+	$(PY) docs/figures.py
+	$(VENV)/bin/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .hypothesis
