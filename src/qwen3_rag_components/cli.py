@@ -1,0 +1,366 @@
+"""``qwen3-rag``: rerank and embed texts from the command line, run the RAG demo and the benchmarks.
+
+    qwen3-rag rerank --query "What is the capital of China?" docs.txt --top-k 5
+    qwen3-rag embed docs.jsonl --output vectors.npy
+    qwen3-rag demo --framework langchain
+    qwen3-rag bench rerank --layers 1 --workload S
+
+Exit codes: 0 success, 1 a runtime error (unreadable or empty input, bad JSONL line, model load failure), 2 a usage
+error (argparse), 130 interrupted. Errors are one ``qwen3-rag: error: ...`` line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from . import __version__
+from .engine import Qwen3EmbedEngine, Qwen3RerankEngine, RunMeta
+from .engine.loading import DTYPES
+from .engine.rerank import DEFAULT_MAX_TOKENS_PER_PACK
+
+Engine = TypeVar("Engine", Qwen3RerankEngine, Qwen3EmbedEngine)
+
+PROG = "qwen3-rag"
+DEFAULT_RERANKER = "Qwen/Qwen3-Reranker-0.6B"
+DEFAULT_EMBEDDER = "Qwen/Qwen3-Embedding-0.6B"
+PROGRESS_MIN_TEXTS = 64  # a progress bar (stderr, TTY only) for inputs longer than this
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"  # src/qwen3_rag_components/cli.py -> repo/bench
+EXAMPLES = """examples:
+  qwen3-rag rerank --query "What is the capital of China?" docs.txt --top-k 5
+  cat docs.txt | qwen3-rag rerank --query "capital of China" --model ./my-reranker --local-files-only
+  qwen3-rag embed docs.jsonl --output vectors.npy
+  qwen3-rag embed --query --dimensions 256 queries.txt
+  qwen3-rag demo --framework langchain
+  qwen3-rag bench rerank --layers 1 --workload S
+
+exit codes: 0 success, 1 runtime error (unreadable, empty or invalid input; model load failure), 2 usage error,
+130 interrupted."""
+
+Progress = Callable[[int, int], None]
+
+
+class CliError(Exception):
+    """A user error: printed as one ``qwen3-rag: error: ...`` line; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- input and output -------------------------------------------------------------------------------------------
+
+
+def read_texts(file: str, input_format: str | None) -> list[str]:
+    """Texts from ``file`` ("-": stdin): one per non-blank line, or JSONL (``*.jsonl`` or ``--format jsonl``)."""
+    source = "<stdin>" if file == "-" else file
+    if file == "-" and sys.stdin.isatty():
+        print(f"{PROG}: reading texts from stdin, one per line; end with Ctrl-D", file=sys.stderr)
+    try:
+        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as error:
+        raise CliError(f"cannot read {source}: {error.strerror or error}") from error
+    try:
+        content = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise CliError(f"{source} is not UTF-8 text (invalid byte at offset {error.start})") from error
+    jsonl = input_format == "jsonl" if input_format else file.lower().endswith(".jsonl")
+    texts = parse_jsonl(content, source) if jsonl else parse_lines(content)
+    if not texts:
+        raise CliError(f"no input texts in {source} (blank lines are skipped); give one text per line")
+    return texts
+
+
+def parse_lines(content: str) -> list[str]:
+    # split on "\n" only: str.splitlines() would also cut texts at \x0c, \x1c, \u2028, ...
+    lines = (line.removesuffix("\r") for line in content.split("\n"))
+    return [line for line in lines if line.strip()]
+
+
+def parse_jsonl(content: str, source: str) -> list[str]:
+    texts = []
+    for number, line in enumerate(content.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise CliError(f"{source} line {number}: invalid JSON ({error.msg} at column {error.colno})") from error
+        if isinstance(value, dict):
+            value = value.get("text")
+        if not isinstance(value, str):
+            raise CliError(f'{source} line {number}: expected a JSON string or an object with a "text" string field')
+        texts.append(value)
+    return texts
+
+
+def write_jsonl(records: Iterable[dict[str, Any]]) -> None:
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(encoding="utf-8")  # JSON lines are UTF-8 whatever the locale
+    for record in records:
+        sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def float32_values(row: np.ndarray) -> list[float]:
+    """The shortest decimals that read back as the same float32 values (half the size of float64 reprs)."""
+    return [float(str(value)) for value in row]
+
+
+@contextmanager
+def progress_bar(texts: list[str], desc: str) -> Iterator[Progress | None]:
+    """A tqdm bar on stderr for more than PROGRESS_MIN_TEXTS texts when stderr is a terminal; else None."""
+    if len(texts) <= PROGRESS_MIN_TEXTS or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    # total: distinct texts, as identical ones are computed once
+    with tqdm(total=len(set(texts)), desc=desc, unit="text", file=sys.stderr) as bar:
+        yield lambda done, _total: bar.update(done - bar.n)
+
+
+def report(meta: RunMeta, load_ms: float) -> None:
+    fields = {**meta.to_dict(), "load_ms": load_ms}
+    text = " ".join(
+        f"{key}={value:.1f}" if isinstance(value, float) else f"{key}={value}" for key, value in fields.items()
+    )
+    print(f"{PROG}: {text}", file=sys.stderr)
+
+
+# --- commands ---------------------------------------------------------------------------------------------------
+
+
+def load_engine(engine_class: type[Engine], args: argparse.Namespace) -> tuple[Engine, float]:
+    """The engine and its load time in ms; OSError/ValueError (bad path, not Qwen3, no CUDA) reach main()."""
+    model = args.model
+    looks_local = model.startswith(("/", ".", "~")) or model.count("/") > 1  # hub ids are "name" or "owner/name"
+    if looks_local and not Path(model).expanduser().is_dir():
+        raise CliError(f"--model {model}: no such folder; give a local model folder or a hub id (owner/name)")
+    if not sys.stderr.isatty():
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # "Loading weights" bars would only clutter logs
+    start = time.perf_counter()
+    engine = engine_class.from_pretrained(
+        str(Path(model).expanduser()) if looks_local else model,
+        device=args.device,
+        dtype=args.dtype,
+        max_tokens_per_pack=args.max_tokens_per_pack,
+        local_files_only=args.local_files_only,
+    )
+    return engine, (time.perf_counter() - start) * 1000
+
+
+def run_rerank(args: argparse.Namespace) -> int:
+    documents = read_texts(args.file, args.format)
+    engine, load_ms = load_engine(Qwen3RerankEngine, args)
+    with progress_bar(documents, "Reranking") as progress:
+        result = engine.score_batch_with_meta(
+            [(args.query, documents)], instruction=args.instruction, progress=progress
+        )
+    scores = result.scores[0]
+    order = sorted(range(len(documents)), key=lambda i: -scores[i])[: args.top_k]  # stable: ties keep input order
+    write_jsonl({"index": i, "score": scores[i], "text": documents[i]} for i in order)
+    if args.verbose:
+        report(result.meta, load_ms)
+    return 0
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    if args.instruction is not None and not args.query:
+        raise CliError("--instruction applies to queries only; add --query to embed the texts as queries", code=2)
+    texts = read_texts(args.file, args.format)
+    if args.output is not None and not args.output.resolve().parent.is_dir():
+        raise CliError(f"cannot write {args.output}: its folder does not exist")
+    engine, load_ms = load_engine(Qwen3EmbedEngine, args)
+    with progress_bar(texts, "Embedding") as progress:
+        result = engine.encode(
+            texts,
+            is_query=args.query,
+            instruction=args.instruction,
+            dimensions=args.dimensions,
+            normalize=not args.no_normalize,
+            progress=progress or False,
+        )
+    embeddings = np.asarray(result.embeddings, dtype=np.float32)  # [N, d], input order
+    if args.output is None:
+        write_jsonl({"index": i, "embedding": float32_values(row)} for i, row in enumerate(embeddings))
+    else:
+        with args.output.open("wb") as file:  # np.save(path) would append ".npy" to other names
+            np.save(file, embeddings)
+    if args.verbose:
+        report(result.meta, load_ms)
+    return 0
+
+
+def run_demo(argv: list[str]) -> int:
+    try:
+        from . import demo
+    except ImportError as error:
+        raise CliError(f"the demo cannot be imported: {error}") from error
+    return demo.main(argv)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    script = BENCH_DIR / f"{args.benchmark}.py"
+    if not script.is_file():
+        raise CliError(
+            f"the benchmarks ship with the source repository (bench/{args.benchmark}.py), not with the installed "
+            "package; clone the repository, `pip install -e '.[bench]'` and run `qwen3-rag bench` from there",
+            code=2,
+        )
+    return subprocess.run([sys.executable, str(script), *args.args], check=False).returncode
+
+
+# --- parser -----------------------------------------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def add_command(commands: Any, name: str, summary: str, example: str, **kwargs: Any) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=f"{summary}\n\nexample:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kwargs,
+    )
+
+
+def add_input_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "file",
+        nargs="?",
+        default="-",
+        metavar="FILE",
+        help=f"{what}: one per line (blank lines skipped), or JSONL (*.jsonl: a JSON string or an object with a "
+        '"text" field per line); "-" or absent: stdin',
+    )
+    parser.add_argument(
+        "--format", choices=("text", "jsonl"), default=None, help="input format (default: jsonl for *.jsonl, else text)"
+    )
+
+
+def add_model_options(parser: argparse.ArgumentParser, default_model: str) -> None:
+    group = parser.add_argument_group("model options")
+    group.add_argument("--model", default=default_model, help=f"hub id or local folder (default: {default_model})")
+    group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
+    group.add_argument("--dtype", choices=list(DTYPES), default=None, help="default: bfloat16 on CUDA, float32 on CPU")
+    group.add_argument(
+        "--max-tokens-per-pack",
+        type=positive_int,
+        default=DEFAULT_MAX_TOKENS_PER_PACK,
+        metavar="N",
+        help=f"token budget of one forward pass (default: {DEFAULT_MAX_TOKENS_PER_PACK})",
+    )
+    group.add_argument("--local-files-only", action="store_true", help="never touch the network; use the local cache")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="print the run's meta (packs, tokens, elapsed) as one stderr line"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Qwen3 reranking and embedding from the command line, the RAG demo and the benchmarks.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    rerank = add_command(
+        commands,
+        "rerank",
+        "Score documents against a query; JSON lines {index, score, text}, best first.",
+        f'{PROG} rerank --query "What is the capital of China?" docs.txt --top-k 5',
+    )
+    rerank.add_argument("--query", required=True, help="the query to score the documents against")
+    add_input_options(rerank, "documents")
+    rerank.add_argument("--top-k", type=positive_int, default=None, metavar="N", help="print only the N best")
+    rerank.add_argument("--instruction", default=None, help="the <Instruct> text (default: the web search one)")
+    add_model_options(rerank, DEFAULT_RERANKER)
+    rerank.set_defaults(run=run_rerank)
+
+    embed = add_command(
+        commands,
+        "embed",
+        "Embed texts; JSON lines {index, embedding} on stdout, or a float32 .npy file with --output.",
+        f"{PROG} embed docs.jsonl --dimensions 256 --output vectors.npy",
+    )
+    add_input_options(embed, "texts")
+    embed.add_argument("--output", "-o", type=Path, default=None, metavar="PATH", help="write a [N, d] float32 .npy")
+    embed.add_argument("--query", action="store_true", help='embed as queries ("Instruct: ...\\nQuery:{text}")')
+    embed.add_argument("--instruction", default=None, help="the query instruction (with --query)")
+    embed.add_argument("--dimensions", type=positive_int, default=None, metavar="D", help="MRL: keep the first D")
+    embed.add_argument("--no-normalize", action="store_true", help="skip the L2 normalisation")
+    add_model_options(embed, DEFAULT_EMBEDDER)
+    embed.set_defaults(run=run_embed)
+
+    # `demo` is dispatched in main() before parsing: all its arguments, --help included, go to demo.main().
+    commands.add_parser("demo", help="Run the RAG demo (its options: qwen3-rag demo --help).", add_help=False)
+
+    bench = add_command(
+        commands,
+        "bench",
+        "Run the repository's benchmark bench/rerank.py or bench/embed.py with the remaining arguments.",
+        f"{PROG} bench rerank --layers 1 --workload S --max-docs 20",
+    )
+    bench.add_argument("benchmark", choices=("rerank", "embed"), help="which benchmark script")
+    bench.add_argument(
+        "args",
+        nargs=argparse.REMAINDER,
+        help="arguments for the script (its own options: qwen3-rag bench rerank --help)",
+    )
+    bench.set_defaults(run=run_bench)
+    return parser
+
+
+# --- entry point ------------------------------------------------------------------------------------------------
+
+
+def fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)  # one line, whatever the message
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        if argv[:1] == ["demo"]:
+            return run_demo(argv[1:])
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except CliError as error:
+        return fail(str(error), error.code)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly; point stdout at devnull so the final flush cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, ValueError) as error:  # model load failures and invalid engine options
+        return fail(str(error), 1)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,268 @@
+"""The `qwen3-rag` CLI: outputs equal the engines' on the tiny checkpoints; errors are one line, never a traceback.
+
+Commands that load a model run as subprocesses (`python -m qwen3_rag_components.cli`, ~3 s each, so few of them);
+argument and input checks that fail before any model is loaded call `main()` in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import qwen3_rag_components
+from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine, cli
+
+QUERY = "What is the capital of China?"
+INSTRUCTION = "Given a question, find the passage that answers it"
+DOCUMENTS = [
+    "The capital of China is Beijing.",
+    "Gravity is a force that attracts two bodies towards each other.",
+    "北京是中国的首都。 café naïve",
+    "The capital of China is Beijing.",
+    'quotes " and \\ backslashes\tand tabs',
+]
+TOLERANCE = 1e-6
+
+
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    return subprocess.run(
+        [sys.executable, "-m", "qwen3_rag_components.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def json_lines(result: subprocess.CompletedProcess[str]) -> list[dict]:
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def assert_one_error_line(stderr: str, *fragments: str) -> None:
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("qwen3-rag: error: ")
+    for fragment in fragments:
+        assert fragment in last
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def rerankers(reranker_paths: dict[str, Path]) -> dict[str, Qwen3RerankEngine]:
+    return {
+        name: Qwen3RerankEngine.from_pretrained(str(path), device="cpu", local_files_only=True)
+        for name, path in reranker_paths.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def embedders(embedder_paths: dict[str, Path]) -> dict[str, Qwen3EmbedEngine]:
+    return {
+        name: Qwen3EmbedEngine.from_pretrained(str(path), device="cpu", local_files_only=True)
+        for name, path in embedder_paths.items()
+    }
+
+
+# --- rerank ---------------------------------------------------------------------------------------------------------
+
+
+def check_ranking(records: list[dict], expected_scores: list[float], documents: list[str]) -> None:
+    scores = [record["score"] for record in records]
+    assert scores == sorted(scores, reverse=True)
+    for record in records:
+        assert record["text"] == documents[record["index"]]
+        assert abs(record["score"] - expected_scores[record["index"]]) <= TOLERANCE
+
+
+def test_rerank_text_file(reranker_paths, rerankers, tmp_path):
+    path = write_lines(tmp_path / "docs.txt", [DOCUMENTS[0], "", *DOCUMENTS[1:], "   "])  # blank lines skipped
+    records = json_lines(run_cli("rerank", "--query", QUERY, str(path), "--model", str(reranker_paths["untied"])))
+    assert sorted(record["index"] for record in records) == list(range(len(DOCUMENTS)))
+    check_ranking(records, rerankers["untied"].score(QUERY, DOCUMENTS), DOCUMENTS)
+
+
+def test_rerank_stdin_top_k_instruction_verbose(reranker_paths, rerankers):
+    result = run_cli(
+        "rerank",
+        "--query",
+        QUERY,
+        "--top-k",
+        "2",
+        "--instruction",
+        INSTRUCTION,
+        "--verbose",
+        "--model",
+        str(reranker_paths["tied"]),
+        "--device",
+        "cpu",
+        "--max-tokens-per-pack",
+        "64",
+        "--local-files-only",
+        stdin="\n".join(DOCUMENTS),
+    )
+    records = json_lines(result)
+    expected = rerankers["tied"].score(QUERY, DOCUMENTS, instruction=INSTRUCTION)
+    assert [record["index"] for record in records] == sorted(range(len(DOCUMENTS)), key=lambda i: -expected[i])[:2]
+    check_ranking(records, expected, DOCUMENTS)
+    meta = result.stderr.strip().splitlines()[-1]
+    assert meta.startswith("qwen3-rag: documents=5 unique_documents=4 ") and "packs=" in meta and "elapsed_ms=" in meta
+
+
+def test_rerank_jsonl(reranker_paths, rerankers, tmp_path):
+    lines = [json.dumps(DOCUMENTS[0]), "", *(json.dumps({"text": doc, "id": k}) for k, doc in enumerate(DOCUMENTS[1:]))]
+    path = write_lines(tmp_path / "docs.jsonl", lines)
+    records = json_lines(run_cli("rerank", "--query", QUERY, str(path), "--model", str(reranker_paths["tied"])))
+    check_ranking(records, rerankers["tied"].score(QUERY, DOCUMENTS), DOCUMENTS)
+
+
+# --- embed ----------------------------------------------------------------------------------------------------------
+
+
+def test_embed_jsonl_to_stdout(embedder_paths, embedders, tmp_path):
+    path = write_lines(tmp_path / "texts.jsonl", [json.dumps({"text": doc}) for doc in DOCUMENTS])
+    records = json_lines(run_cli("embed", str(path), "--model", str(embedder_paths["base"])))
+    assert [record["index"] for record in records] == list(range(len(DOCUMENTS)))
+    vectors = np.array([record["embedding"] for record in records], dtype=np.float32)
+    np.testing.assert_allclose(vectors, embedders["base"].encode(DOCUMENTS).embeddings, rtol=0, atol=TOLERANCE)
+
+
+def test_embed_queries_to_npy(embedder_paths, embedders, tmp_path):
+    path = write_lines(tmp_path / "queries.txt", DOCUMENTS)
+    output = tmp_path / "vectors.bin"  # written as is: no ".npy" appended
+    model = str(embedder_paths["causal_lm"])
+    options = ["--query", "--instruction", INSTRUCTION, "--dimensions", "16", "--no-normalize"]
+    result = run_cli("embed", str(path), "--output", str(output), "--model", model, *options)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    vectors = np.load(output)
+    assert vectors.dtype == np.float32 and vectors.shape == (len(DOCUMENTS), 16)
+    expected = embedders["causal_lm"].encode(
+        DOCUMENTS, is_query=True, instruction=INSTRUCTION, dimensions=16, normalize=False
+    )
+    np.testing.assert_allclose(vectors, expected.embeddings, rtol=0, atol=TOLERANCE)
+
+
+# --- errors and help: subprocesses ------------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    result = run_cli("rerank", "--query", QUERY, str(tmp_path / "missing.txt"))
+    assert result.returncode == 1 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert_one_error_line(result.stderr, "cannot read", "missing.txt")
+
+
+def test_non_qwen3_model(tmp_path):
+    model = tmp_path / "bert"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "bert"}), encoding="utf-8")
+    result = run_cli("embed", "--model", str(model), stdin="hello\n")
+    assert result.returncode == 1 and result.stdout == ""
+    assert_one_error_line(result.stderr, "'bert'", "Qwen3")
+
+
+def test_help_runs_as_module():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("rerank", "embed", "demo", "bench", "examples:"):
+        assert command in result.stdout
+
+
+# --- errors, help and forwarding: in-process (nothing is loaded) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["rerank", "embed", "bench"])
+def test_command_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "example:\n  qwen3-rag " + command in help_text
+
+
+@pytest.mark.parametrize(
+    ("lines", "fragment"),
+    [
+        (['"ok"', "", "{not json"], "line 3: invalid JSON"),
+        (['"ok"', '{"title": "no text field"}'], 'line 2: expected a JSON string or an object with a "text"'),
+        (["42"], "line 1: expected"),
+        ([], "no input texts"),
+    ],
+)
+def test_bad_input(lines, fragment, tmp_path, capsys):
+    path = write_lines(tmp_path / "docs.jsonl", lines)
+    assert cli.main(["rerank", "--query", QUERY, str(path), "--model", str(tmp_path / "never-loaded")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert_one_error_line(captured.err, str(path), fragment)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["rerank", "--query", QUERY, "--top-k", "0"],
+        ["rerank", "docs.txt"],  # --query is required
+        ["embed", "--dtype", "int8"],
+        ["embed", "--max-tokens-per-pack", "many"],
+        ["bench", "train"],
+        [],
+    ],
+)
+def test_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_missing_model_folder(tmp_path, capsys):
+    path = write_lines(tmp_path / "docs.txt", DOCUMENTS)
+    assert cli.main(["embed", str(path), "--model", str(tmp_path / "no-model")]) == 1
+    assert_one_error_line(capsys.readouterr().err, "no-model: no such folder")
+
+
+def test_embed_instruction_needs_query(capsys):
+    assert cli.main(["embed", "--instruction", INSTRUCTION, "never-read.txt"]) == 2
+    assert_one_error_line(capsys.readouterr().err, "--query")
+
+
+def test_demo_forwards_everything(monkeypatch):
+    calls = []
+    demo = types.ModuleType("qwen3_rag_components.demo")
+    demo.main = lambda argv=None: calls.append(argv) or 7
+    monkeypatch.setitem(sys.modules, "qwen3_rag_components.demo", demo)
+    monkeypatch.setattr(qwen3_rag_components, "demo", demo, raising=False)
+    assert cli.main(["demo", "--framework", "langchain", "--help"]) == 7
+    assert calls == [["--framework", "langchain", "--help"]]
+
+
+def test_bench_runs_the_repository_script(monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        cli.subprocess, "run", lambda command, check: calls.append(command) or types.SimpleNamespace(returncode=3)
+    )
+    assert cli.main(["bench", "embed", "--layers", "1", "--help"]) == 3
+    assert calls == [[sys.executable, str(cli.BENCH_DIR / "embed.py"), "--layers", "1", "--help"]]
+    assert (cli.BENCH_DIR / "embed.py").is_file() and (cli.BENCH_DIR / "rerank.py").is_file()
+
+
+def test_bench_without_the_repository(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(cli, "BENCH_DIR", tmp_path / "bench")
+    assert cli.main(["bench", "rerank"]) == 2
+    assert_one_error_line(capsys.readouterr().err, "source repository")
