@@ -1,0 +1,137 @@
+"""docs/figures.py: the attention picture is the engine's real bucket pattern, and the figures and page get written.
+
+The T×T matrix scattered from the buckets is compared with the pattern the design asks for, computed here from the
+segment lengths alone: the query part attends causally to itself; each document to the whole query part of its group
+and causally to itself; never to another document. So this is also a test of the engine's buckets.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qwen3_rag_components.engine.forward import build_pack_inputs
+
+FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures.py"
+RERANK_SUFFIX_IDS = [151645, 198, 151644, 77091, 198, 151667, 271, 151668, 271]
+
+Segments = Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]]
+
+
+@pytest.fixture(scope="module")
+def figures() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("docs_figures", FIGURES)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def example(figures: ModuleType):
+    return figures.build_example_pack()
+
+
+def expected_pattern(segments: Segments, *, readout_only: bool = False) -> np.ndarray:
+    """[T, T] bool from the design: prefix causal; item → its group's whole prefix + itself causally."""
+    total = sum(len(prefix) + sum(len(item) for item in items) for prefix, items in segments)
+    allowed = np.zeros((total, total), dtype=bool)
+    start = 0
+    for prefix, items in segments:
+        p0, p = start, len(prefix)
+        if not readout_only:
+            for i in range(p):
+                allowed[p0 + i, p0 : p0 + i + 1] = True
+        start += p
+        for item in items:
+            first = len(item) - 1 if readout_only else 0
+            for i in range(first, len(item)):
+                allowed[start + i, p0 : p0 + p] = True
+                allowed[start + i, start : start + i + 1] = True
+            start += len(item)
+    return allowed
+
+
+def test_example_pack_is_the_engines_reranker_pack(example):
+    inputs = example.inputs
+    prefix, items = example.segments[0]
+    assert len(example.segments) == 1 and len(items) == len(example.documents)
+    assert inputs.token_ids[: len(prefix)].tolist() == prefix
+    assert all(item[-len(RERANK_SUFFIX_IDS) :] == RERANK_SUFFIX_IDS for item in items)
+    assert [len(item) for item in items] == sorted(len(item) for item in items)  # the plan sorts by length
+    assert [(s.start, s.stop) for s in example.spans] == list(
+        zip(np.cumsum([0, len(prefix), *map(len, items)])[:-1], np.cumsum([len(prefix), *map(len, items)]), strict=True)
+    )
+    positions = [*range(len(prefix)), *(p for item in items for p in range(len(prefix), len(prefix) + len(item)))]
+    assert inputs.position_ids.tolist() == positions  # positions restart after the prefix for every document
+    assert inputs.readout.tolist() == [s.stop - 1 for s in example.spans[1:]]
+
+
+def test_attention_picture_equals_the_design(figures, example):
+    t = example.num_tokens
+    matrix = figures.attention_matrix(example.inputs.buckets, t)
+    assert np.array_equal(matrix, expected_pattern(example.segments))
+    classes = figures.classify(matrix, example.spans)
+    p = len(example.segments[0][0])
+    lengths = [len(item) for item in example.segments[0][1]]
+    counts = np.bincount(classes.ravel(), minlength=5)
+    assert counts[figures.PREFIX_SELF] == p * (p + 1) // 2
+    assert counts[figures.DOC_TO_PREFIX] == p * sum(lengths)
+    assert counts[figures.DOC_SELF] == sum(n * (n + 1) // 2 for n in lengths)
+    assert counts[figures.LEAK] == 0
+
+
+def test_readout_picture_has_only_each_documents_last_token(figures, example):
+    matrix = figures.attention_matrix(example.inputs.readout_buckets, example.num_tokens)
+    assert np.array_equal(matrix, expected_pattern(example.segments, readout_only=True))
+    assert np.flatnonzero(matrix.any(axis=1)).tolist() == example.inputs.readout.tolist()
+
+
+def test_every_token_is_a_query_once_and_no_key_twice(figures, example):
+    inputs, t = example.inputs, example.num_tokens
+    outputs = torch.cat([b.output_index for b in inputs.buckets])
+    assert sorted(outputs.tolist()) == list(range(t))
+    assert sorted(torch.cat([b.output_index for b in inputs.readout_buckets]).tolist()) == inputs.readout.tolist()
+    for buckets in (inputs.buckets, inputs.readout_buckets):
+        pairs = sum(int((b.mask[:, 0] & b.valid[:, :, None]).sum()) for b in buckets)
+        assert pairs == figures.attention_matrix(buckets, t).sum()  # a duplicated key would be counted twice
+
+
+item_ids = st.lists(st.lists(st.integers(0, 1000), min_size=1, max_size=30), min_size=1, max_size=5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(segments=st.lists(st.tuples(st.lists(st.integers(0, 1000), max_size=20), item_ids), min_size=1, max_size=3))
+def test_buckets_of_any_pack_give_the_design_pattern(figures, segments):
+    """Several groups per pack, empty prefixes (the embedding case), items of 1 token: all as designed."""
+    inputs = build_pack_inputs(segments, torch.device("cpu"))
+    t = len(inputs.token_ids)
+    assert np.array_equal(figures.attention_matrix(inputs.buckets, t), expected_pattern(segments))
+    readout = figures.attention_matrix(inputs.readout_buckets, t)
+    assert np.array_equal(readout, expected_pattern(segments, readout_only=True))
+
+
+def test_figures_and_benchmarks_page_are_written(figures, example, tmp_path):
+    pytest.importorskip("matplotlib")
+    runs = figures.load_runs()
+    figures.draw_pack_attention(example, tmp_path / "pack-attention.png")
+    figures.draw_benchmarks(runs, tmp_path / "benchmarks.png")
+    for name in ("pack-attention.png", "benchmarks.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and 20_000 < len(data) < 400_000
+    page = figures.benchmarks_markdown(runs)
+    assert "python bench/rerank.py --layers 28 --peers st-crossencoder ours" in page
+    for table in (t for run in runs for t in run.tables):
+        assert f"### {table.title}" in page
+        for peer in table.peers:
+            assert f"| {peer['peer']} | {table.rate(peer):.1f} |" in page
