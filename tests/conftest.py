@@ -65,3 +65,24 @@ def official_embedder(embedder_paths: dict[str, Path]):
 @pytest.fixture(scope="session")
 def embed_engine(embedder_path: Path) -> Qwen3EmbedEngine:
     return Qwen3EmbedEngine.from_pretrained(str(embedder_path), device="cpu", local_files_only=True)
+
+
+@pytest.fixture(scope="session")
+def reranker_model(reranker_paths: dict[str, Path]) -> str:
+    return str(reranker_paths["tied"])
+
+
+@pytest.fixture(scope="session")
+def embedder_model(embedder_paths: dict[str, Path]) -> str:
+    return str(embedder_paths["base"])
+
+
+@pytest.fixture(scope="session")
+def reference_reranker(reranker_model: str) -> Qwen3RerankEngine:
+    """Loaded apart from the shared engine cache: what the framework adapters must reproduce."""
+    return Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def reference_embedder(embedder_model: str) -> Qwen3EmbedEngine:
+    return Qwen3EmbedEngine.from_pretrained(embedder_model, device="cpu")

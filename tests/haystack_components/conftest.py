@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -13,30 +12,7 @@ pytest.importorskip("haystack", reason="the Haystack components need the 'haysta
 from haystack import Document
 from haystack.utils import ComponentDevice
 
-from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
-
 CPU = ComponentDevice.from_str("cpu")
-
-
-@pytest.fixture(scope="session")
-def reranker_model(reranker_paths: dict[str, Path]) -> str:
-    return str(reranker_paths["tied"])
-
-
-@pytest.fixture(scope="session")
-def embedder_model(embedder_paths: dict[str, Path]) -> str:
-    return str(embedder_paths["base"])
-
-
-@pytest.fixture(scope="session")
-def reference_reranker(reranker_model: str) -> Qwen3RerankEngine:
-    """Loaded apart from the components' shared cache: what the components must reproduce."""
-    return Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu")
-
-
-@pytest.fixture(scope="session")
-def reference_embedder(embedder_model: str) -> Qwen3EmbedEngine:
-    return Qwen3EmbedEngine.from_pretrained(embedder_model, device="cpu")
 
 
 @pytest.fixture

@@ -1,13 +1,10 @@
-"""Checkpoint paths and reference engines for the LangChain tests, and asyncio marks for LangChain's standard tests."""
+"""Asyncio marks for LangChain's standard tests (checkpoints and reference engines come from tests/conftest.py)."""
 
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 
 import pytest
-
-from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)
@@ -23,24 +20,3 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
         if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
             item.add_marker(pytest.mark.asyncio)
     return result
-
-
-@pytest.fixture(scope="session")
-def reranker_model(reranker_paths: dict[str, Path]) -> str:
-    return str(reranker_paths["tied"])
-
-
-@pytest.fixture(scope="session")
-def embedder_model(embedder_paths: dict[str, Path]) -> str:
-    return str(embedder_paths["base"])
-
-
-@pytest.fixture(scope="session")
-def reference_reranker(reranker_model: str) -> Qwen3RerankEngine:
-    """A separately loaded engine (not the shared cache): what the LangChain scores must equal."""
-    return Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu")
-
-
-@pytest.fixture(scope="session")
-def reference_embedder(embedder_model: str) -> Qwen3EmbedEngine:
-    return Qwen3EmbedEngine.from_pretrained(embedder_model, device="cpu")
