@@ -54,3 +54,9 @@ def test_plan_properties(prefix_lengths, data, max_tokens, max_items):
         for g in pack.groups:
             assert all(groups[i] == g.group for i in g.items)
             assert [lengths[i] for i in g.items] == sorted(lengths[i] for i in g.items)
+
+
+def test_plan_a_subset_of_items():
+    packs = plan_packs([2], [0, 0, 0, 0], [5, 1, 3, 2], max_tokens=100, subset=[2, 0])
+    assert [[g.items for g in p.groups] for p in packs] == [[[2, 0]]]
+    assert packs[0].num_tokens == 2 + 3 + 5

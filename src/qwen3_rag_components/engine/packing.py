@@ -44,14 +44,16 @@ def plan_packs(
     *,
     max_tokens: int,
     max_items: int | None = None,
+    subset: Sequence[int] | None = None,
 ) -> list[Pack]:
     """Greedy packing of items sorted by (group, length) under ``max_tokens`` and ``max_items`` per pack.
 
     Sorting by group first keeps each prefix in as few packs as possible; sorting by length inside a group keeps the
     items of one pack of similar length, which keeps the attention buckets dense. An item that alone exceeds
-    ``max_tokens`` gets a pack of its own: nothing is dropped.
+    ``max_tokens`` gets a pack of its own: nothing is dropped. ``subset`` plans only those item indices.
     """
-    order = sorted(range(len(item_lengths)), key=lambda i: (item_groups[i], item_lengths[i], i))
+    items = range(len(item_lengths)) if subset is None else subset
+    order = sorted(items, key=lambda i: (item_groups[i], item_lengths[i], i))
     packs: list[Pack] = []
     pack = Pack()
     for item in order:
