@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -71,15 +72,41 @@ def load_qwen3(
         "token": token,
         "trust_remote_code": False,
     }
-    config = AutoConfig.from_pretrained(model_name_or_path, **hub)
-    if config.model_type != "qwen3":
-        raise ValueError(
-            f"{model_name_or_path!r} is a {config.model_type!r} checkpoint; this engine runs Qwen3 checkpoints "
-            "(model_type 'qwen3'), e.g. 'Qwen/Qwen3-Reranker-0.6B' or 'Qwen/Qwen3-Embedding-0.6B'."
-        )
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, **hub)
-    model = auto_class.from_pretrained(model_name_or_path, dtype=resolved_dtype, use_safetensors=True, **hub)
+    with no_hub_lookups(local_files_only):
+        config = AutoConfig.from_pretrained(model_name_or_path, **hub)
+        if config.model_type != "qwen3":
+            raise ValueError(
+                f"{model_name_or_path!r} is a {config.model_type!r} checkpoint; this engine runs Qwen3 checkpoints "
+                "(model_type 'qwen3'), e.g. 'Qwen/Qwen3-Reranker-0.6B' or 'Qwen/Qwen3-Embedding-0.6B'."
+            )
+        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, **hub)
+        model = auto_class.from_pretrained(model_name_or_path, dtype=resolved_dtype, use_safetensors=True, **hub)
     return model.to(resolved_device).eval(), tokenizer
+
+
+_telemetry_lock = threading.Lock()
+
+
+@contextmanager
+def no_hub_lookups(local_files_only: bool) -> Iterator[None]:
+    """With ``local_files_only``, keep huggingface_hub from reaching the Hub while it builds request headers.
+
+    huggingface_hub (2.x) fetches an "agent harnesses" list from the Hub for its user-agent string even when the file
+    itself is read from the local cache; that lookup is skipped when its telemetry is off, so it is switched off while
+    a local-only load runs.
+    """
+    if not local_files_only:
+        yield
+        return
+    from huggingface_hub import constants
+
+    with _telemetry_lock:
+        disabled = constants.HF_HUB_DISABLE_TELEMETRY
+        constants.HF_HUB_DISABLE_TELEMETRY = True
+        try:
+            yield
+        finally:
+            constants.HF_HUB_DISABLE_TELEMETRY = disabled
 
 
 E = TypeVar("E", bound="EngineOptions")
