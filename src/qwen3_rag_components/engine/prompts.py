@@ -41,7 +41,7 @@ def check_texts(texts: Sequence[object], what: str) -> None:
     """Raise ``TypeError`` naming the first entry that is not a string."""
     if isinstance(texts, str):
         raise TypeError(f"{what} must be a list of strings, got a single string; wrap it in a list: [{texts!r:.60}].")
-    if not isinstance(texts, Sequence):
+    if isinstance(texts, bytes | bytearray) or not isinstance(texts, Sequence):
         raise TypeError(f"{what} must be a list of strings, got {type(texts).__name__}.")
     for index, text in enumerate(texts):
         if not isinstance(text, str):
