@@ -21,6 +21,8 @@ from typing import Generic, TypeVar
 import psutil
 import torch
 
+from qwen3_rag_components.testing import QWEN3_0_6B, write_embedding_checkpoint, write_reranker_checkpoint
+
 T = TypeVar("T")
 
 # ------------------------------------------------------------------------------------------------ workloads
@@ -92,6 +94,25 @@ def make_workload(spec: WorkloadSpec, max_documents: int | None = None) -> Workl
         count = min(max(count, spec.min_words), spec.max_words)
         documents.append(_sentences(rng.choices(vocabulary, k=count), rng))
     return Workload(spec, query, documents)
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+CACHE_DIR = Path(__file__).resolve().parent / ".cache"
+
+
+def random_checkpoint(kind: str, layers: int) -> Path:
+    """A random Qwen3 ``kind`` ("reranker": tied Qwen3ForCausalLM, or "embedder": Qwen3Model) of the real 0.6B
+    geometry with ``layers`` layers, written once into ``bench/.cache`` and reused by every benchmark."""
+    path = CACHE_DIR / f"{kind}-L{layers}"
+    if not (path / "model.safetensors").exists():
+        print(f"writing a random {layers}-layer {kind} of the Qwen3-0.6B geometry to {path} ...", flush=True)
+        geometry = QWEN3_0_6B.with_layers(layers)
+        if kind == "reranker":
+            write_reranker_checkpoint(path, geometry=geometry, tied=True, seed=0)
+        else:
+            write_embedding_checkpoint(path, geometry=geometry, seed=0)
+    return path
 
 
 # ------------------------------------------------------------------------------------------------ time, memory

@@ -38,27 +38,18 @@ from common import (
     make_workload,
     matmul_gflops,
     measure,
+    random_checkpoint,
     readout_only_savings,
     release_memory,
     useful_flops,
 )
 from qwen3_rag_components import Qwen3EmbedEngine
-from qwen3_rag_components.testing import QWEN3_0_6B, write_embedding_checkpoint
 
-CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 QUERIES = WorkloadSpec("Q", "short queries", 100, 8, 0.4, 2, 20, seed=3)
 PEER_ORDER = ("official-padded", "st-sentence-transformer", "ours")
 
 # A peer embeds (documents, queries) and returns their vectors, stacked documents first.
 PeerFn = Callable[[list[str], list[str]], np.ndarray]
-
-
-def ensure_checkpoint(layers: int) -> Path:
-    path = CACHE_DIR / f"embedder-L{layers}"
-    if not (path / "model.safetensors").exists():
-        print(f"writing a random {layers}-layer Qwen3-Embedding-0.6B-shaped checkpoint to {path} ...", flush=True)
-        write_embedding_checkpoint(path, geometry=QWEN3_0_6B.with_layers(layers), seed=0)
-    return path
 
 
 def official_peer(path: Path, batch_size: int) -> PeerFn:
@@ -130,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
-    path = ensure_checkpoint(args.layers)
+    path = random_checkpoint("embedder", args.layers)
     documents = make_workload(dataclasses.replace(WORKLOADS["R"], documents=args.documents, seed=4)).documents
     queries = [q.removeprefix("What is the ") for q in make_workload(QUERIES).documents][: args.queries]
     lengths = token_lengths(path, documents, queries)

@@ -17,11 +17,18 @@ import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` sits next to this script
 
-from common import WORKLOADS, format_table, make_workload, peak_rss_mb, release_memory, reset_peak_rss, rss_mb
+from common import (
+    WORKLOADS,
+    format_table,
+    make_workload,
+    peak_rss_mb,
+    random_checkpoint,
+    release_memory,
+    reset_peak_rss,
+    rss_mb,
+)
 from qwen3_rag_components import Qwen3RerankEngine
-from qwen3_rag_components.testing import QWEN3_0_6B, write_reranker_checkpoint
 
-CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 FIXED_OVERHEAD_MB = 200
 
 
@@ -44,9 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
-    path = CACHE_DIR / f"reranker-L{args.layers}"
-    if not (path / "model.safetensors").exists():
-        write_reranker_checkpoint(path, geometry=QWEN3_0_6B.with_layers(args.layers), tied=True)
+    path = random_checkpoint("reranker", args.layers)
     engine = Qwen3RerankEngine.from_pretrained(str(path), device="cpu", local_files_only=True)
     workload = make_workload(dataclasses.replace(WORKLOADS["R"], documents=max(args.documents), seed=5))
     engine.score(workload.query, workload.documents[:4])  # warm-up

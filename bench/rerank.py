@@ -38,15 +38,14 @@ from common import (
     make_workload,
     matmul_gflops,
     measure,
+    random_checkpoint,
     readout_only_savings,
     release_memory,
     useful_flops,
 )
 from qwen3_rag_components.engine.packing import plan_packs
 from qwen3_rag_components.engine.rerank import DEFAULT_MAX_TOKENS_PER_PACK, Qwen3RerankEngine
-from qwen3_rag_components.testing import QWEN3_0_6B, write_reranker_checkpoint
 
-CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 OFFICIAL_MAX_LENGTH = 8192
 
 # The official prompt (Qwen3-Reranker model card).
@@ -84,11 +83,8 @@ PeerFn = Callable[[str, list[str]], tuple[list[float], dict[str, Any]]]
 
 
 def ensure_checkpoint(layers: int) -> Path:
-    """The random tied reranker of the 0.6B geometry with ``layers`` layers, written once, plus the chat template."""
-    path = CACHE_DIR / f"reranker-L{layers}"
-    if not (path / "model.safetensors").exists():
-        print(f"writing a random {layers}-layer Qwen3-Reranker-0.6B-shaped checkpoint to {path} ...", flush=True)
-        write_reranker_checkpoint(path, geometry=QWEN3_0_6B.with_layers(layers), tied=True, seed=0)
+    """The shared random reranker of the 0.6B geometry with ``layers`` layers, plus the chat template."""
+    path = random_checkpoint("reranker", layers)
     template = path / "chat_template.jinja"
     if not template.exists() or template.read_text() != CHAT_TEMPLATE:
         template.write_text(CHAT_TEMPLATE)

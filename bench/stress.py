@@ -18,21 +18,8 @@ import transformers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` sits next to this script
 
-from common import WORKLOADS, make_workload
+from common import WORKLOADS, make_workload, random_checkpoint
 from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
-from qwen3_rag_components.testing import QWEN3_0_6B, write_embedding_checkpoint, write_reranker_checkpoint
-
-CACHE_DIR = Path(__file__).resolve().parent / ".cache"
-
-
-def checkpoints(layers: int) -> tuple[Path, Path]:
-    geometry = QWEN3_0_6B.with_layers(layers)
-    reranker, embedder = CACHE_DIR / f"reranker-L{layers}", CACHE_DIR / f"embedder-L{layers}"
-    if not (reranker / "model.safetensors").exists():
-        write_reranker_checkpoint(reranker, geometry=geometry, tied=True)
-    if not (embedder / "model.safetensors").exists():
-        write_embedding_checkpoint(embedder, geometry=geometry)
-    return reranker, embedder
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,7 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
-    reranker_path, embedder_path = checkpoints(args.layers)
+    reranker_path, embedder_path = (
+        random_checkpoint("reranker", args.layers),
+        random_checkpoint("embedder", args.layers),
+    )
     reranker = Qwen3RerankEngine.from_pretrained(str(reranker_path), device="cpu", local_files_only=True)
     embedder = Qwen3EmbedEngine.from_pretrained(str(embedder_path), device="cpu", local_files_only=True)
     corpus = make_workload(WORKLOADS["S"]).documents
