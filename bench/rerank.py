@@ -25,6 +25,10 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` sits next to this script
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.oracle`: the official computation
+
+from tests.oracle import PREFIX, SUFFIX
+from tests.oracle import TASK as INSTRUCTION
 
 from common import (
     WORKLOADS,
@@ -48,13 +52,6 @@ from qwen3_rag_components.engine.rerank import DEFAULT_MAX_TOKENS_PER_PACK, Qwen
 
 OFFICIAL_MAX_LENGTH = 8192
 
-# The official prompt (Qwen3-Reranker model card).
-PREFIX = (
-    "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct "
-    'provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
-)
-SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
-INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 
 # sentence-transformers v6 renders a (query, document) pair through the checkpoint's chat template as the messages
 # [{"role": "query", ...}, {"role": "document", ...}] (plain-string content: the template avoids the patterns that make

@@ -22,6 +22,8 @@ import torch
 import transformers
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
+from .engine.prompts import DEFAULT_RERANK_INSTRUCTION, RERANK_PREFIX, RERANK_SUFFIX
+
 __all__ = [
     "DEFAULT_RERANK_INSTRUCTION",
     "EMBEDDING_SPECIAL_TOKEN",
@@ -88,12 +90,6 @@ _INITIALIZER_RANGE = 0.1
 # Target std of logit("yes") - logit("no") over the calibration prompts: scores then spread over ~0.2-0.8.
 _YES_NO_LOGIT_STD = 1.0
 
-DEFAULT_RERANK_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
-_RERANK_PREFIX = (
-    "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct "
-    'provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
-)
-_RERANK_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
 _CALIBRATION_PAIRS = (
     ("What is the capital of France?", "Paris is the capital and largest city of France."),
     ("What is the capital of France?", "The mitochondria is the powerhouse of the cell."),
@@ -313,7 +309,7 @@ def _random_causal_lm(config: transformers.Qwen3Config, seed: int) -> transforme
 
 def reranker_prompt(query: str, document: str, instruction: str = DEFAULT_RERANK_INSTRUCTION) -> str:
     """The official Qwen3-Reranker prompt; the score is P("yes") vs "no" at its last position."""
-    return f"{_RERANK_PREFIX}<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}{_RERANK_SUFFIX}"
+    return f"{RERANK_PREFIX}<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}{RERANK_SUFFIX}"
 
 
 def _last_hidden_states(
