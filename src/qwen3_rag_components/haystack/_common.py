@@ -20,7 +20,7 @@ C = TypeVar("C", bound="EngineComponent")
 class EngineComponent:
     """Base of the components: stores the placement options and loads the shared engine on first use.
 
-    Subclasses set ``engine_class`` and return the engine options they need from ``_engine_options()``; the loaded
+    Subclasses set ``engine_class``; the engine options it names are taken from same-named attributes; the loaded
     model comes from :func:`qwen3_rag_components.engine.get_engine`, so components with the same model, device and
     dtype share one copy of the weights.
     """
@@ -52,7 +52,8 @@ class EngineComponent:
         self._engine = None
 
     def _engine_options(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The engine options (``engine_class.option_names``) this component has an attribute for."""
+        return {name: getattr(self, name) for name in self.engine_class.option_names if hasattr(self, name)}
 
     def warm_up(self) -> None:
         """Load the model (or take it from the shared engine cache); later calls do nothing."""

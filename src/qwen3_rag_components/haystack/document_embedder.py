@@ -105,9 +105,6 @@ class Qwen3DocumentEmbedder(EngineComponent):
         self.meta_fields_to_embed = meta_fields_to_embed or []
         self.embedding_separator = embedding_separator
 
-    def _engine_options(self) -> dict[str, Any]:
-        return {"max_length": self.max_length, "max_tokens_per_pack": self.max_tokens_per_pack}
-
     def to_dict(self) -> dict[str, Any]:
         """
         Serializes the component to a dictionary.

@@ -122,14 +122,6 @@ class Qwen3Ranker(EngineComponent):
         self.max_tokens_per_pack = max_tokens_per_pack
         self.max_docs_per_pack = max_docs_per_pack
 
-    def _engine_options(self) -> dict[str, Any]:
-        return {
-            "instruction": self.instruction,
-            "max_length": self.max_length,
-            "max_tokens_per_pack": self.max_tokens_per_pack,
-            "max_docs_per_pack": self.max_docs_per_pack,
-        }
-
     def to_dict(self) -> dict[str, Any]:
         """
         Serializes the component to a dictionary.

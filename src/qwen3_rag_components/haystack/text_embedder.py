@@ -87,9 +87,6 @@ class Qwen3TextEmbedder(EngineComponent):
         self.normalize = normalize
         self.max_length = max_length
 
-    def _engine_options(self) -> dict[str, Any]:
-        return {"instruction": self.instruction, "max_length": self.max_length}
-
     def to_dict(self) -> dict[str, Any]:
         """
         Serializes the component to a dictionary.

@@ -50,7 +50,8 @@ class EngineFields(BaseModel):
         return dtype
 
     def _engine_options(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The engine options (``engine_class.option_names``) this component has an attribute for."""
+        return {name: getattr(self, name) for name in self.engine_class.option_names if hasattr(self, name)}
 
     def _get_engine(self) -> Any:
         """The shared engine for this checkpoint, loaded on first use (once, even when called from several threads)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from langchain_core.embeddings import Embeddings
 
@@ -50,9 +50,6 @@ class Qwen3Embeddings(EngineFields, Embeddings):
     """Tokens per text including the appended ``<|endoftext|>`` (the official value); longer texts are cut."""
     max_tokens_per_pack: int = 8192
     """Token budget of one forward pass: lower it to save memory, raise it for throughput on a large GPU."""
-
-    def _engine_options(self) -> dict[str, Any]:
-        return {"max_length": self.max_length, "max_tokens_per_pack": self.max_tokens_per_pack}
 
     def _encode(self, texts: list[str], *, is_query: bool) -> list[list[float]]:
         result = self._get_engine().encode(

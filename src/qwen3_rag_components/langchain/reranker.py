@@ -62,14 +62,6 @@ class Qwen3Reranker(EngineFields, BaseDocumentCompressor):
             raise ValueError(f"top_n={top_n} is invalid: use an int >= 1, or None to return every document.")
         return top_n
 
-    def _engine_options(self) -> dict[str, Any]:
-        return {
-            "instruction": self.instruction,
-            "max_length": self.max_length,
-            "max_tokens_per_pack": self.max_tokens_per_pack,
-            "max_docs_per_pack": self.max_docs_per_pack,
-        }
-
     def rerank(
         self, documents: Sequence[str | Document], query: str, *, top_n: int | None = -1
     ) -> list[dict[str, Any]]:
