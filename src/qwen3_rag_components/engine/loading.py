@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -31,6 +32,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ValueError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'.") from error
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available here; use device='cpu'.")
+    if resolved.type not in ("cpu", "cuda"):
+        try:  # other backends (mps, xpu, ...) run the same code where this torch build supports them
+            torch.empty(0, device=resolved)
+        except RuntimeError as error:
+            raise ValueError(f"device={device!r} is not available here ({error}); use 'cpu' or 'cuda'.") from error
     return resolved
 
 
@@ -72,16 +78,43 @@ def load_qwen3(
         "token": token,
         "trust_remote_code": False,
     }
-    with no_hub_lookups(local_files_only):
-        config = AutoConfig.from_pretrained(model_name_or_path, **hub)
-        if config.model_type != "qwen3":
-            raise ValueError(
-                f"{model_name_or_path!r} is a {config.model_type!r} checkpoint; this engine runs Qwen3 checkpoints "
-                "(model_type 'qwen3'), e.g. 'Qwen/Qwen3-Reranker-0.6B' or 'Qwen/Qwen3-Embedding-0.6B'."
+    if _looks_like_a_path(str(model_name_or_path)) and not Path(model_name_or_path).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"No model folder at {model_name_or_path!r}. Check the path, or pass a Hub id such as "
+            "'Qwen/Qwen3-Reranker-0.6B'."
+        )
+    try:
+        with no_hub_lookups(local_files_only):
+            config = AutoConfig.from_pretrained(model_name_or_path, **hub)
+            if config.model_type != "qwen3":
+                raise ValueError(
+                    f"{model_name_or_path!r} is a {config.model_type!r} checkpoint; this engine runs Qwen3 checkpoints "
+                    "(model_type 'qwen3'), e.g. 'Qwen/Qwen3-Reranker-0.6B' or 'Qwen/Qwen3-Embedding-0.6B'."
+                )
+            tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, **hub)
+            model, loading_info = auto_class.from_pretrained(
+                model_name_or_path, dtype=resolved_dtype, use_safetensors=True, output_loading_info=True, **hub
             )
-        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, **hub)
-        model = auto_class.from_pretrained(model_name_or_path, dtype=resolved_dtype, use_safetensors=True, **hub)
+    except OSError as error:
+        if local_files_only:
+            error.add_note(
+                f"local_files_only=True: only local folders and the Hugging Face cache were searched for "
+                f"{model_name_or_path!r}. Download it first (`hf download {model_name_or_path}`) or pass its folder."
+            )
+        raise
+    if missing := sorted(loading_info["missing_keys"]):
+        # transformers fills missing weights with random values: scores or vectors would be noise.
+        raise ValueError(
+            f"{model_name_or_path!r} has no weights for {missing[:4]}{' ...' if len(missing) > 4 else ''}, which "
+            f"{auto_class.__name__} needs. A reranker needs a Qwen3-Reranker checkpoint (with its output head); an "
+            "embedding checkpoint belongs in Qwen3EmbedEngine."
+        )
     return model.to(resolved_device).eval(), tokenizer
+
+
+def _looks_like_a_path(name: str) -> bool:
+    """Hub ids are 'name' or 'owner/name'; anything absolute, relative or deeper is meant as a local folder."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
 
 
 _telemetry_lock = threading.Lock()

@@ -37,12 +37,19 @@ def embed_query_text(instruction: str, query: str) -> str:
     return f"Instruct: {instruction}\nQuery:{query}"
 
 
+def check_list(values: object, what: str, entries: str) -> None:
+    """Raise ``TypeError`` unless ``values`` is a list-like sequence (not a string, bytes or a mapping)."""
+    if isinstance(values, str):
+        raise TypeError(
+            f"{what} must be a list of {entries}, got a single string; wrap it in a list: [{values!r:.60}]."
+        )
+    if isinstance(values, bytes | bytearray) or not isinstance(values, Sequence):
+        raise TypeError(f"{what} must be a list of {entries}, got {type(values).__name__}.")
+
+
 def check_texts(texts: Sequence[object], what: str) -> None:
     """Raise ``TypeError`` naming the first entry that is not a string."""
-    if isinstance(texts, str):
-        raise TypeError(f"{what} must be a list of strings, got a single string; wrap it in a list: [{texts!r:.60}].")
-    if isinstance(texts, bytes | bytearray) or not isinstance(texts, Sequence):
-        raise TypeError(f"{what} must be a list of strings, got {type(texts).__name__}.")
+    check_list(texts, what, "strings")
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"{what}[{index}] is {type(text).__name__} ({text!r:.80}); every entry must be a str.")

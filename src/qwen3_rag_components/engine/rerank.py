@@ -18,6 +18,7 @@ from .prompts import (
     RERANK_SUFFIX,
     TextTokenizer,
     check_instruction,
+    check_list,
     check_texts,
     rerank_document_body,
     rerank_query_body,
@@ -233,13 +234,15 @@ class Qwen3RerankEngine(EngineOptions):
 
     @staticmethod
     def _check_requests(requests: Sequence[tuple[str, Sequence[str]]]) -> tuple[list[str], list[list[str]]]:
+        check_list(requests, "requests", "(query, documents) pairs")
         queries, documents = [], []
         for r, request in enumerate(requests):
             if not (isinstance(request, tuple | list) and len(request) == 2):
                 raise TypeError(f"requests[{r}] must be a (query, documents) pair, got {type(request).__name__}.")
             query, docs = request
             if not isinstance(query, str):
-                raise TypeError(f"The query of requests[{r}] is {type(query).__name__}; it must be a str.")
+                what = "query" if len(requests) == 1 else f"The query of requests[{r}]"
+                raise TypeError(f"{what} is {type(query).__name__} ({query!r:.80}); it must be a str.")
             check_texts(docs, "documents" if len(requests) == 1 else f"requests[{r}] documents")
             queries.append(query)
             documents.append(list(docs))

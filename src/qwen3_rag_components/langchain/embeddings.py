@@ -8,6 +8,7 @@ from typing import ClassVar
 from langchain_core.embeddings import Embeddings
 
 from ..engine import Qwen3EmbedEngine
+from ..engine.prompts import check_list
 from ._common import EngineFields
 
 
@@ -68,6 +69,7 @@ class Qwen3Embeddings(EngineFields, Embeddings):
             raise TypeError(
                 "texts must be a list of strings, got a single string; wrap it in a list, or use embed_query."
             )
+        check_list(texts, "texts", "strings")
         if len(texts) == 0:
             return []
         return self._encode(list(texts), is_query=False)

@@ -12,6 +12,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import field_validator
 
 from ..engine import Qwen3RerankEngine
+from ..engine.prompts import check_list
 from ._common import EngineFields
 
 
@@ -74,8 +75,7 @@ class Qwen3Reranker(EngineFields, BaseDocumentCompressor):
             top_n = self.top_n
         elif top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
             raise ValueError(f"top_n={top_n!r} is invalid: use an int >= 1, None for all, or -1 for self.top_n.")
-        if isinstance(documents, str):
-            raise TypeError("documents must be a list of Documents or strings, got a single string; wrap it in a list.")
+        check_list(documents, "documents", "Documents or strings")
         if not documents:
             return []
         texts = [doc.page_content if isinstance(doc, Document) else doc for doc in documents]
@@ -89,6 +89,7 @@ class Qwen3Reranker(EngineFields, BaseDocumentCompressor):
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
     ) -> Sequence[Document]:
         """New ``Document``s, best first, with ``metadata["relevance_score"]``; the inputs are left untouched."""
+        check_list(documents, "documents", "Documents")
         for index, doc in enumerate(documents):
             if not isinstance(doc, Document):
                 raise TypeError(f"documents[{index}] is {type(doc).__name__}; compress_documents takes Documents.")
