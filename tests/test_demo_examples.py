@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from qwen3_rag_components import demo
+from qwen3_rag_components import Qwen3EmbedEngine, demo
 
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
@@ -114,3 +115,25 @@ def test_rerank_only_example(reranker_paths: dict[str, Path]) -> None:
     assert scores == sorted(scores, reverse=True)
     assert all(0.0 <= s <= 1.0 for s in scores)
     assert re.search(r"^meta: 1 pack\(s\), \d+ tokens computed \(per-pair: \d+\)", out, re.MULTILINE)
+
+
+@pytest.mark.ray
+def test_ray_embed_corpus_example_falls_back_to_random_and_writes_parquet(tmp_path: Path) -> None:
+    pytest.importorskip("ray.data")
+    import pyarrow.parquet as pq
+
+    output, cache = tmp_path / "embedded", tmp_path / "cache"
+    argv = [str(output), "--model", str(tmp_path / "no-such-embedder"), "--local-files-only", "--cache-dir", str(cache)]
+    out = _run_example("ray_embed_corpus.py", *argv, "--limit", "40", "--batch-size", "16")
+    assert out.startswith("Official model unavailable (")
+    assert re.search(r"^Embedded 40 passages with .* 64 floats each$", out, re.MULTILINE)
+    assert "Random weights: the vectors mean nothing" in out
+
+    rows = sorted(pq.read_table(output).to_pylist(), key=lambda row: row["id"])
+    passages = demo.load_passages(40)
+    assert [(row["id"], row["topic"], row["text"]) for row in rows] == [
+        (i, passage.topic, passage.text) for i, passage in enumerate(passages)
+    ]
+    engine = Qwen3EmbedEngine.from_pretrained(str(cache / "tiny" / "embedder"), device="cpu")
+    expected = engine.encode([passage.text for passage in passages]).embeddings
+    assert np.abs(np.array([row["embedding"] for row in rows], dtype=np.float32) - expected).max() <= 1e-6
