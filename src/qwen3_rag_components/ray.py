@@ -29,9 +29,11 @@ except ModuleNotFoundError as error:
 
 import torch
 
-from .engine import Qwen3EmbedEngine, Qwen3RerankEngine, get_engine
+from .engine import Qwen3EmbedEngine, Qwen3RerankEngine
+from .engine.cache import get_adapter_engine
 from .engine.embed import DEFAULT_MAX_TOKENS_PER_PACK as EMBED_TOKENS_PER_PACK
 from .engine.loading import check_positive_int, resolve_dtype
+from .engine.prompts import check_instruction
 from .engine.rerank import DEFAULT_MAX_TOKENS_PER_PACK as RERANK_TOKENS_PER_PACK
 
 __all__ = ["Qwen3RayEmbedder", "Qwen3RayReranker", "embed_dataset", "rerank_dataset"]
@@ -80,9 +82,7 @@ class _EngineActor:
         for name in ("max_length", "max_tokens_per_pack", "max_docs_per_pack", "dimensions"):
             if name in arguments:
                 check_positive_int(name, arguments[name], optional=name in ("max_docs_per_pack", "dimensions"))
-        instruction = arguments["instruction"]
-        if instruction is not None and not isinstance(instruction, str):
-            raise TypeError(f"instruction must be a str or None, got {type(instruction).__name__}.")
+        check_instruction(arguments["instruction"], default="")
         columns = {name: value for name, value in arguments.items() if name.endswith("column")}
         for name, value in columns.items():
             if not (isinstance(value, str) or (value is None and name == "output_column")):
@@ -96,17 +96,7 @@ class _EngineActor:
 
     def _load_engine(self) -> None:
         """The shared engine of this process for the model and placement, with this object's engine options."""
-        options = {name: getattr(self, name) for name in self.engine_class.option_names if hasattr(self, name)}
-        self._engine = get_engine(
-            self.engine_class,
-            self.model,
-            device=self.device,
-            dtype=self.dtype,
-            local_files_only=self.local_files_only,
-            revision=self.revision,
-            token=self.token,
-            **options,
-        )
+        self._engine = get_adapter_engine(self, device=self.device, token=self.token)
 
     def _check_batch(self, batch: object, columns: dict[str, str]) -> dict[str, str]:
         """Raise unless ``batch`` is a pyarrow table with the input columns, typed right and without nulls.

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 import qwen3_rag_components.langchain._common as common_module
 from qwen3_rag_components import Qwen3RerankEngine, get_engine
+from qwen3_rag_components.engine.cache import get_adapter_engine
 from qwen3_rag_components.langchain import Qwen3Reranker
 
 TOLERANCE = 1e-6
@@ -136,12 +137,12 @@ def test_instances_share_one_loaded_model(make_reranker, reranker_model):
 def test_concurrent_first_use_loads_once(make_reranker, monkeypatch):
     calls = []
 
-    def slow_get_engine(*args, **kwargs):
+    def slow_get_adapter_engine(*args, **kwargs):
         calls.append(args)
         time.sleep(0.05)
-        return get_engine(*args, **kwargs)
+        return get_adapter_engine(*args, **kwargs)
 
-    monkeypatch.setattr(common_module, "get_engine", slow_get_engine)
+    monkeypatch.setattr(common_module, "get_adapter_engine", slow_get_adapter_engine)
     reranker = make_reranker()
     barrier = threading.Barrier(4)
 

@@ -51,6 +51,27 @@ def get_engine(
     return engine.with_options(**options) if options else engine
 
 
+def get_adapter_engine(adapter: Any, *, device: str | torch.device | None, token: str | bool | None) -> Any:
+    """The shared engine of a framework adapter (Haystack component, LangChain class, Ray callable).
+
+    ``adapter.engine_class`` is the engine; ``model``, ``dtype``, ``local_files_only``, ``revision`` and every engine
+    option (``engine_class.option_names``) are read from the adapter's same-named attributes, where it has them.
+    ``device`` and ``token`` come resolved, since each framework stores them its own way.
+    """
+    engine_class = adapter.engine_class
+    options = {name: getattr(adapter, name) for name in engine_class.option_names if hasattr(adapter, name)}
+    return get_engine(
+        engine_class,
+        adapter.model,
+        device=device,
+        dtype=adapter.dtype,
+        local_files_only=adapter.local_files_only,
+        revision=adapter.revision,
+        token=token,
+        **options,
+    )
+
+
 def clear_engine_cache() -> None:
     """Forget every shared engine (their memory is freed once no component holds them)."""
     with _lock:

@@ -11,7 +11,8 @@ import torch
 from haystack import Document, default_from_dict, default_to_dict
 from haystack.utils import ComponentDevice, Secret, deserialize_secrets_inplace
 
-from ..engine import Qwen3EmbedEngine, Qwen3RerankEngine, get_engine
+from ..engine import Qwen3EmbedEngine, Qwen3RerankEngine
+from ..engine.cache import get_adapter_engine
 from ..engine.loading import check_positive_int, resolve_dtype
 
 C = TypeVar("C", bound="EngineComponent")
@@ -51,22 +52,13 @@ class EngineComponent:
         self.revision = revision
         self._engine = None
 
-    def _engine_options(self) -> dict[str, Any]:
-        """The engine options (``engine_class.option_names``) this component has an attribute for."""
-        return {name: getattr(self, name) for name in self.engine_class.option_names if hasattr(self, name)}
-
     def warm_up(self) -> None:
         """Load the model (or take it from the shared engine cache); later calls do nothing."""
         if self._engine is None:
-            self._engine = get_engine(
-                self.engine_class,
-                self.model,
+            self._engine = get_adapter_engine(
+                self,
                 device=ComponentDevice.resolve_device(self.device).to_torch_str(),
-                dtype=self.dtype,
-                local_files_only=self.local_files_only,
-                revision=self.revision,
                 token=self.token.resolve_value() if self.token else None,
-                **self._engine_options(),
             )
 
     async def warm_up_async(self) -> None:

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr, ValidationInfo, field_validator
 
-from ..engine import get_engine
+from ..engine.cache import get_adapter_engine
 from ..engine.loading import DTYPES, check_positive_int
 
 _load_lock = threading.Lock()  # one first load at a time; module-level, as a lock field could not be deep-copied
@@ -49,23 +49,14 @@ class EngineFields(BaseModel):
             raise ValueError(f"dtype={dtype!r} is not supported; use one of {sorted(DTYPES)}, or None.")
         return dtype
 
-    def _engine_options(self) -> dict[str, Any]:
-        """The engine options (``engine_class.option_names``) this component has an attribute for."""
-        return {name: getattr(self, name) for name in self.engine_class.option_names if hasattr(self, name)}
-
     def _get_engine(self) -> Any:
         """The shared engine for this checkpoint, loaded on first use (once, even when called from several threads)."""
         if self._engine is None:
             with _load_lock:
                 if self._engine is None:
-                    self._engine = get_engine(
-                        self.engine_class,
-                        self.model,
+                    self._engine = get_adapter_engine(
+                        self,
                         device=self.device,
-                        dtype=self.dtype,
-                        local_files_only=self.local_files_only,
-                        revision=self.revision,
                         token=self.token.get_secret_value() if self.token is not None else None,
-                        **self._engine_options(),
                     )
         return self._engine
