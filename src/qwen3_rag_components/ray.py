@@ -32,7 +32,8 @@ import torch
 from .engine import Qwen3EmbedEngine, Qwen3RerankEngine
 from .engine.cache import get_adapter_engine
 from .engine.embed import DEFAULT_MAX_TOKENS_PER_PACK as EMBED_TOKENS_PER_PACK
-from .engine.loading import check_positive_int, resolve_dtype
+from .engine.embed import check_dimensions
+from .engine.loading import check_model_name, check_pack_options, check_positive_int, parse_device, resolve_dtype
 from .engine.prompts import check_instruction
 from .engine.rerank import DEFAULT_MAX_TOKENS_PER_PACK as RERANK_TOKENS_PER_PACK
 
@@ -68,20 +69,12 @@ class _EngineActor:
 
     @classmethod
     def _check(cls, arguments: Mapping[str, Any]) -> None:
-        model = arguments["model"]
-        if not isinstance(model, str | os.PathLike):
-            raise TypeError(f"model must be a hub id or a local folder (str), got {type(model).__name__}.")
-        device = arguments["device"]
-        if device is not None:
-            try:  # only parsed: the driver may have no GPU while the workers do
-                torch.device(device)
-            except (RuntimeError, TypeError) as error:
-                raise ValueError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'.") from error
-        if arguments["dtype"] is not None:
-            resolve_dtype(arguments["dtype"], torch.device("cpu"))  # raises ValueError listing the supported names
-        for name in ("max_length", "max_tokens_per_pack", "max_docs_per_pack", "dimensions"):
-            if name in arguments:
-                check_positive_int(name, arguments[name], optional=name in ("max_docs_per_pack", "dimensions"))
+        check_model_name(arguments["model"])
+        if arguments["device"] is not None:
+            parse_device(arguments["device"])  # only parsed: the driver may have no GPU while the workers do
+        resolve_dtype(arguments["dtype"], torch.device("cpu"))  # raises ValueError listing the supported names
+        pack_options = ("max_length", "max_tokens_per_pack", "max_docs_per_pack", "dimensions")
+        check_pack_options(**{name: arguments[name] for name in pack_options if name in arguments})
         check_instruction(arguments["instruction"], default="")
         columns = {name: value for name, value in arguments.items() if name.endswith("column")}
         for name, value in columns.items():
@@ -179,7 +172,7 @@ class Qwen3RayEmbedder(_EngineActor):
         max_length: int = 8192,
         max_tokens_per_pack: int = EMBED_TOKENS_PER_PACK,
     ) -> None:
-        self.model = os.fspath(model) if isinstance(model, os.PathLike) else model
+        self.model = check_model_name(model)
         self.column = column
         self.output_column = output_column
         self.kind = kind
@@ -195,6 +188,7 @@ class Qwen3RayEmbedder(_EngineActor):
         self.max_tokens_per_pack = max_tokens_per_pack
         self._check(vars(self))
         self._load_engine()
+        check_dimensions(dimensions, self._engine.hidden_size)
 
     @classmethod
     def _check(cls, arguments: Mapping[str, Any]) -> None:
@@ -210,12 +204,15 @@ class Qwen3RayEmbedder(_EngineActor):
                 "instruction applies to queries only; documents are embedded without one. "
                 "Use kind='queries' to embed queries with it."
             )
-        dimensions, hidden_size = arguments["dimensions"], _hidden_size(arguments["model"], arguments["revision"])
-        if dimensions is not None and hidden_size is not None and dimensions > hidden_size:
-            raise ValueError(
-                f"dimensions={dimensions!r} is out of range: use an int from 1 to {hidden_size} (this model's "
-                "hidden size), or None for the full vector."
-            )
+
+    @classmethod
+    def check_arguments(cls, **arguments: Any) -> dict[str, Any]:
+        """As for every callable, plus ``dimensions`` against the hidden size when the checkpoint config is at hand."""
+        arguments = super().check_arguments(**arguments)
+        hidden_size = _hidden_size(arguments["model"], arguments["revision"])
+        if hidden_size is not None:
+            check_dimensions(arguments["dimensions"], hidden_size)
+        return arguments
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """The batch with ``output_column`` added: one float32 vector per row, in row order."""
@@ -291,7 +288,7 @@ class Qwen3RayReranker(_EngineActor):
         max_tokens_per_pack: int = RERANK_TOKENS_PER_PACK,
         max_docs_per_pack: int | None = None,
     ) -> None:
-        self.model = os.fspath(model) if isinstance(model, os.PathLike) else model
+        self.model = check_model_name(model)
         self.query_column = query_column
         self.documents_column = documents_column
         self.output_column = output_column

@@ -26,6 +26,17 @@ from .prompts import (
 DEFAULT_MAX_TOKENS_PER_PACK = 8192
 
 
+def check_dimensions(dimensions: object, hidden_size: int) -> None:
+    """``dimensions`` must be ``None`` or an int from 1 to the hidden size (MRL keeps a prefix of the vector)."""
+    if dimensions is not None and (
+        isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= hidden_size
+    ):
+        raise ValueError(
+            f"dimensions={dimensions!r} is out of range: use an int from 1 to {hidden_size} (this model's "
+            "hidden size), or None for the full vector."
+        )
+
+
 @dataclass(frozen=True)
 class EmbedResult:
     embeddings: np.ndarray  # [N, dimensions] float32, in input order
@@ -157,13 +168,7 @@ class Qwen3EmbedEngine(EngineOptions):
         """
         start = time.perf_counter()
         check_texts(texts, "texts")
-        if dimensions is not None and (
-            isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= self.hidden_size
-        ):
-            raise ValueError(
-                f"dimensions={dimensions!r} is out of range: use an int from 1 to {self.hidden_size} (this model's "
-                "hidden size), or None for the full vector."
-            )
+        check_dimensions(dimensions, self.hidden_size)
         if is_query:
             instruction = check_instruction(instruction, self.instruction)
             texts = [embed_query_text(instruction, text) for text in texts]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,13 +24,18 @@ DTYPES = {
 }
 
 
+def parse_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device, without asking whether this machine has it (a driver may lack the workers' GPU)."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'.") from error
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'.") from error
+    resolved = parse_device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available here; use device='cpu'.")
     if resolved.type not in ("cpu", "cuda"):
@@ -48,7 +54,10 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         return dtype
     if isinstance(dtype, str) and dtype in DTYPES:
         return DTYPES[dtype]
-    raise ValueError(f"dtype={dtype!r} is not supported; use one of {sorted(DTYPES)} or the torch dtype.")
+    raise ValueError(
+        f"dtype={dtype!r} is not supported; use one of {sorted(DTYPES)}, or None for the device's default "
+        "(bf16 on CUDA, fp32 on CPU)."
+    )
 
 
 def check_positive_int(name: str, value: object, *, optional: bool = False) -> None:
@@ -57,6 +66,19 @@ def check_positive_int(name: str, value: object, *, optional: bool = False) -> N
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         hint = "a positive int or None" if optional else "a positive int"
         raise ValueError(f"{name}={value!r} is invalid; it must be {hint}.")
+
+
+def check_pack_options(**options: int | None) -> None:
+    """Fail when an adapter is built, not at its first call, on a bad ``max_length``/``max_tokens_per_pack``/...."""
+    for name, value in options.items():
+        check_positive_int(name, value, optional=name in ("max_docs_per_pack", "dimensions"))
+
+
+def check_model_name(model: object) -> str:
+    """A hub id or a local folder (``str`` or path-like) as a ``str``; ``TypeError`` for anything else."""
+    if not isinstance(model, str | os.PathLike):
+        raise TypeError(f"model must be a hub id or a local folder (str), got {type(model).__name__}.")
+    return os.fspath(model)
 
 
 def load_qwen3(

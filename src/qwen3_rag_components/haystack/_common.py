@@ -13,7 +13,7 @@ from haystack.utils import ComponentDevice, Secret, deserialize_secrets_inplace
 
 from ..engine import Qwen3EmbedEngine, Qwen3RerankEngine
 from ..engine.cache import get_adapter_engine
-from ..engine.loading import check_positive_int, resolve_dtype
+from ..engine.loading import check_model_name, resolve_dtype
 
 C = TypeVar("C", bound="EngineComponent")
 
@@ -38,13 +38,12 @@ class EngineComponent:
         local_files_only: bool,
         revision: str | None,
     ) -> None:
-        if not isinstance(model, str | os.PathLike):
-            raise TypeError(f"model must be a hub id or a local folder (str), got {type(model).__name__}.")
+        model = check_model_name(model)
         if device is not None:
             ComponentDevice.resolve_device(device).to_torch_str()  # a single device, or raise now rather than later
         if dtype is not None:
             resolve_dtype(dtype, torch.device("cpu"))  # raises ValueError listing the supported names
-        self.model = os.fspath(model)
+        self.model = model
         self.device = device  # None is resolved at warm_up(), so a saved pipeline picks the device where it runs
         self.dtype = dtype
         self.token = token
@@ -96,12 +95,6 @@ class EngineComponent:
 def check_top_k(top_k: int) -> None:
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0:
         raise ValueError(f"top_k must be > 0, but got {top_k!r}")
-
-
-def check_pack_options(**options: int | None) -> None:
-    """Fail at construction, not at the first run, on a bad ``max_length``/``max_tokens_per_pack``/... value."""
-    for name, value in options.items():
-        check_positive_int(name, value, optional=name in ("max_docs_per_pack", "dimensions"))
 
 
 def check_documents(documents: object, component_name: str, hint: str = "") -> None:

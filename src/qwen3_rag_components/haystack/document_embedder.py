@@ -12,7 +12,8 @@ from haystack.utils import ComponentDevice, Secret
 
 from ..engine import Qwen3EmbedEngine
 from ..engine.embed import DEFAULT_MAX_TOKENS_PER_PACK
-from ._common import EngineComponent, check_documents, check_pack_options, texts_to_embed
+from ..engine.loading import check_pack_options
+from ._common import EngineComponent, check_documents, texts_to_embed
 
 
 @component

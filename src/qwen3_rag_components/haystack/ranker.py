@@ -12,8 +12,9 @@ from haystack import Document, component
 from haystack.utils import ComponentDevice, Secret
 
 from ..engine import Qwen3RerankEngine
+from ..engine.loading import check_pack_options
 from ..engine.rerank import DEFAULT_MAX_TOKENS_PER_PACK
-from ._common import EngineComponent, check_documents, check_pack_options, check_top_k, texts_to_embed
+from ._common import EngineComponent, check_documents, check_top_k, texts_to_embed
 
 
 @component

@@ -10,7 +10,8 @@ from haystack import component
 from haystack.utils import ComponentDevice, Secret
 
 from ..engine import Qwen3EmbedEngine
-from ._common import EngineComponent, check_pack_options
+from ..engine.loading import check_pack_options
+from ._common import EngineComponent
 
 
 @component

@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Any, ClassVar
 
+import torch
 from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr, ValidationInfo, field_validator
 
 from ..engine.cache import get_adapter_engine
-from ..engine.loading import DTYPES, check_positive_int
+from ..engine.loading import check_positive_int, resolve_dtype
 
 _load_lock = threading.Lock()  # one first load at a time; module-level, as a lock field could not be deep-copied
 
@@ -45,8 +46,7 @@ class EngineFields(BaseModel):
     @field_validator("dtype")
     @classmethod
     def _check_dtype(cls, dtype: str | None) -> str | None:
-        if dtype is not None and dtype not in DTYPES:
-            raise ValueError(f"dtype={dtype!r} is not supported; use one of {sorted(DTYPES)}, or None.")
+        resolve_dtype(dtype, torch.device("cpu"))  # raises ValueError listing the supported names
         return dtype
 
     def _get_engine(self) -> Any:
