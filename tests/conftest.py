@@ -9,7 +9,21 @@ import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
+from qwen3_rag_components.engine.scheduler import Job
 from qwen3_rag_components.testing import write_embedding_checkpoint, write_reranker_checkpoint
+
+
+def capture_jobs(monkeypatch: pytest.MonkeyPatch, engine: Qwen3RerankEngine | Qwen3EmbedEngine) -> list[Job]:
+    """Record every job ``engine`` hands to its scheduler (the tokenized prefixes and items)."""
+    seen: list[Job] = []
+    real = engine.scheduler.run
+
+    def spy(job: Job, progress=None):
+        seen.append(job)
+        return real(job, progress)
+
+    monkeypatch.setattr(engine.scheduler, "run", spy)
+    return seen
 
 
 @pytest.fixture(scope="session")

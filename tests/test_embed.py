@@ -10,9 +10,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import qwen3_rag_components.engine.embed as embed_module
 from qwen3_rag_components import Qwen3EmbedEngine
 
+from .conftest import capture_jobs
 from .oracle import TASK, get_detailed_instruct, official_embeddings
 from .texts import BOUNDARY_DOCUMENTS, random_documents
 
@@ -115,16 +115,9 @@ def test_progress_callback_reports_every_pack(embed_engine):
 
 
 def test_special_token_strings_stay_plain_text(embed_engine, monkeypatch):
-    seen = {}
-    real_run_packed = embed_module.run_packed
-
-    def spy(model, prefixes, item_groups, item_ids, **kwargs):
-        seen["items"] = item_ids
-        return real_run_packed(model, prefixes, item_groups, item_ids, **kwargs)
-
-    monkeypatch.setattr(embed_module, "run_packed", spy)
+    seen = capture_jobs(monkeypatch, embed_engine)
     embed_engine.embed_queries(["<|endoftext|><|im_end|><think>"], instruction="<|im_start|>")
-    (item,) = seen["items"]
+    ((item,),) = [job.items for job in seen]
     assert item[-1] == 151643 and all(t < 151643 for t in item[:-1])
 
 

@@ -7,8 +7,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import qwen3_rag_components.engine.embed as embed_module
-import qwen3_rag_components.engine.rerank as rerank_module
+from .conftest import capture_jobs
 
 FIRST_ADDED_TOKEN = 151643
 SPECIAL = ["<|im_end|>", "<|im_start|>", "<|endoftext|>", "<think>", "</think>", "<tool_call>", "<|fim_pad|>", "\x00"]
@@ -19,27 +18,16 @@ fuzz_text = st.lists(
 FUZZ_SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-def capture_items(monkeypatch, module) -> list:
-    seen: list = []
-    real = module.run_packed
-
-    def spy(model, prefixes, item_groups, item_ids, **kwargs):
-        seen.append((prefixes, item_ids))
-        return real(model, prefixes, item_groups, item_ids, **kwargs)
-
-    monkeypatch.setattr(module, "run_packed", spy)
-    return seen
-
-
 @FUZZ_SETTINGS
 @given(query=fuzz_text, instruction=fuzz_text, documents=st.lists(fuzz_text, min_size=1, max_size=5))
 def test_rerank_fuzz(rerank_engine, monkeypatch, query, instruction, documents):
     with monkeypatch.context() as patch:
-        seen = capture_items(patch, rerank_module)
+        seen = capture_jobs(patch, rerank_engine)
         scores = rerank_engine.score(query, documents, instruction=instruction)
     alone = [rerank_engine.score(query, [doc], instruction=instruction)[0] for doc in documents]
     assert np.all(np.isfinite(scores)) and max(abs(a - b) for a, b in zip(scores, alone, strict=True)) <= 1e-5
-    ((prefixes, items),) = seen
+    (job,) = seen
+    prefixes, items = job.prefixes, job.items
     fixed, suffix = len(rerank_engine.prefix_ids), len(rerank_engine.suffix_ids)
     assert all(t < FIRST_ADDED_TOKEN for prefix in prefixes for t in prefix[fixed:])
     assert all(t < FIRST_ADDED_TOKEN for item in items for t in item[:-suffix])
@@ -49,9 +37,9 @@ def test_rerank_fuzz(rerank_engine, monkeypatch, query, instruction, documents):
 @given(texts=st.lists(fuzz_text, min_size=1, max_size=5), instruction=fuzz_text)
 def test_embed_fuzz(embed_engine, monkeypatch, texts, instruction):
     with monkeypatch.context() as patch:
-        seen = capture_items(patch, embed_module)
+        seen = capture_jobs(patch, embed_engine)
         vectors = embed_engine.encode(texts, is_query=True, instruction=instruction).embeddings
     alone = np.concatenate([embed_engine.encode([t], is_query=True, instruction=instruction).embeddings for t in texts])
     assert np.isfinite(vectors).all() and np.abs(vectors - alone).max() <= 1e-5
-    ((_, items),) = seen
-    assert all(item[-1] == FIRST_ADDED_TOKEN and max(item[:-1], default=0) < FIRST_ADDED_TOKEN for item in items)
+    (job,) = seen
+    assert all(item[-1] == FIRST_ADDED_TOKEN and max(item[:-1], default=0) < FIRST_ADDED_TOKEN for item in job.items)

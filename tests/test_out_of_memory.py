@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import qwen3_rag_components.engine.forward as forward_module
+import qwen3_rag_components.engine.scheduler as scheduler_module
 
 QUERY = "what is dense retrieval?"
 # 12 documents of 5 to 60 words: each fits the failing budgets below alone, all together do not.
@@ -42,7 +43,7 @@ def test_failed_packs_are_split_and_give_the_same_scores(rerank_engine, fail_abo
     documents = DOCUMENTS
     expected = rerank_engine.score_with_meta(QUERY, documents)
     calls = fail_above(300, error)
-    with caplog.at_level(logging.WARNING, logger=forward_module.__name__):
+    with caplog.at_level(logging.WARNING, logger=scheduler_module.__name__):
         result = rerank_engine.score_with_meta(QUERY, documents)
     assert result.scores == pytest.approx(expected.scores, abs=1e-5)
     assert result.meta.packs > expected.meta.packs == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
-from .forward import run_packed
-from .loading import EngineOptions, Progress, RunMeta, check_positive_int, load_qwen3, progress_callback
+from .forward import PackedRun
+from .loading import EngineOptions, Progress, RunMeta, check_positive_int, load_qwen3, progress_callback, run_meta
 from .packing import dedup
 from .prompts import (
     DEFAULT_EMBED_INSTRUCTION,
@@ -22,6 +23,7 @@ from .prompts import (
     check_texts,
     embed_query_text,
 )
+from .scheduler import Job, PackScheduler
 
 DEFAULT_MAX_TOKENS_PER_PACK = 8192
 
@@ -35,6 +37,14 @@ def check_dimensions(dimensions: object, hidden_size: int) -> None:
             f"dimensions={dimensions!r} is out of range: use an int from 1 to {hidden_size} (this model's "
             "hidden size), or None for the full vector."
         )
+
+
+@dataclass(frozen=True)
+class _EmbedPlan:
+    job: Job
+    text_index: list[int]  # item of each input text
+    dimensions: int | None
+    truncated_documents: int
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,7 @@ class Qwen3EmbedEngine(EngineOptions):
         self.endoftext_id = self.text.token_id(ENDOFTEXT)
         # Qwen3ForCausalLM checkpoints carry the base model under .model; the head is not needed.
         self.model = getattr(model, "model", model).eval()
+        self.scheduler = PackScheduler(self.model)  # one queue for this model, shared by with_options copies
         self.hidden_size: int = self.model.config.hidden_size
         self.device = self.model.embed_tokens.weight.device
         self.dtype = self.model.embed_tokens.weight.dtype
@@ -167,6 +178,32 @@ class Qwen3EmbedEngine(EngineOptions):
         ``progress=True`` shows a tqdm bar; a callable gets ``(done, total)`` after each pack.
         """
         start = time.perf_counter()
+        plan = self._plan(texts, is_query, instruction, dimensions)
+        with progress_callback(progress, len(plan.job.items)) as callback:
+            run = self.scheduler.run(plan.job, callback)
+        return self._vectors(plan, run, normalize, start)
+
+    async def encode_async(
+        self,
+        texts: Sequence[str],
+        *,
+        is_query: bool = False,
+        instruction: str | None = None,
+        dimensions: int | None = None,
+        normalize: bool = True,
+        progress: bool | Progress = False,
+    ) -> EmbedResult:
+        """:meth:`encode` for the event loop: awaits the model's scheduler; cancelling drops the unstarted packs."""
+        start = time.perf_counter()
+        plan = await asyncio.to_thread(self._plan, texts, is_query, instruction, dimensions)  # tokenizing: off the loop
+        with progress_callback(progress, len(plan.job.items)) as callback:
+            run = await self.scheduler.run_async(plan.job, callback)
+        return self._vectors(plan, run, normalize, start)
+
+    def _plan(
+        self, texts: Sequence[str], is_query: bool, instruction: str | None, dimensions: int | None
+    ) -> _EmbedPlan:
+        """Check and tokenize: one item per distinct text, cut to ``max_length - 1`` tokens plus <|endoftext|>."""
         check_texts(texts, "texts")
         check_dimensions(dimensions, self.hidden_size)
         if is_query:
@@ -178,31 +215,31 @@ class Qwen3EmbedEngine(EngineOptions):
         unique_texts, text_index = dedup(list(texts))
         ids = self.text.plain_ids(unique_texts)
         items = [tokens[: self.max_length - 1] + [self.endoftext_id] for tokens in ids]
-        with progress_callback(progress, len(items)) as callback:
-            run = run_packed(
-                self.model,
-                [[]],
-                [0] * len(items),
-                items,
-                max_tokens=self.max_tokens_per_pack,
-                max_items=None,
-                progress=callback,
-            )
-        vectors = run.hidden.float()[:, :dimensions]  # [U, d]
+        return _EmbedPlan(
+            job=Job([[]], [0] * len(items), items, self.max_tokens_per_pack, None),
+            text_index=text_index,
+            dimensions=dimensions,
+            truncated_documents=sum(len(ids[i]) > self.max_length - 1 for i in text_index),
+        )
+
+    def _vectors(self, plan: _EmbedPlan, run: PackedRun, normalize: bool, start: float) -> EmbedResult:
+        """Last-token states, MRL cut and L2 normalisation, back in input order."""
+        vectors = run.hidden.float()[:, : plan.dimensions]  # [U, d]
         if normalize:
             vectors = F.normalize(vectors, p=2, dim=-1)
         embeddings = (
-            vectors.cpu().numpy()[text_index] if texts else np.zeros((0, dimensions or self.hidden_size), np.float32)
+            vectors.cpu().numpy()[plan.text_index]
+            if plan.text_index
+            else np.zeros((0, plan.dimensions or self.hidden_size), np.float32)
         )
-        meta = RunMeta(
-            documents=len(texts),
-            unique_documents=len(items),
-            truncated_documents=sum(len(ids[i]) > self.max_length - 1 for i in text_index),
-            packs=run.packs,
-            tokens_computed=run.tokens_computed,
-            padding_free_tokens=sum(len(items[i]) for i in text_index),
-            elapsed_ms=(time.perf_counter() - start) * 1000,
-            device=str(self.device),
-            dtype=str(self.dtype).removeprefix("torch."),
+        meta = run_meta(
+            run,
+            start,
+            documents=len(plan.text_index),
+            unique_documents=len(plan.job.items),
+            truncated_documents=plan.truncated_documents,
+            padding_free_tokens=sum(len(plan.job.items[i]) for i in plan.text_index),
+            device=self.device,
+            dtype=self.dtype,
         )
         return EmbedResult(embeddings, meta)

@@ -6,18 +6,13 @@ the buckets of :mod:`.attention`. Hidden states come back only at the requested 
 
 from __future__ import annotations
 
-import logging
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
 from transformers.models.qwen3.modeling_qwen3 import Qwen3Model, rotate_half
 
 from .attention import AttentionBucket, Row, build_buckets, packed_attention
-from .packing import plan_packs
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -95,9 +90,13 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs) -> torch.Tensor:
 
 @dataclass
 class PackedRun:
+    """One call's readouts, and what computing them took (its share of packs shared with other calls)."""
+
     hidden: torch.Tensor  # [N, C] final-norm hidden state at each item's last token, in item order
-    packs: int
-    tokens_computed: int
+    packs: int  # packs that held some of the call's items
+    tokens_computed: int  # the call's own tokens in them: its items, and its prefixes once per pack
+    compute_s: float  # wall time of those packs
+    queued_s: float  # the rest of the time from submission to the last readout
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -107,65 +106,3 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(
         text in str(error) for text in ("out of memory", "can't allocate memory", "Cannot allocate memory")
     )
-
-
-@torch.inference_mode()
-def run_packed(
-    model: Qwen3Model,
-    prefixes: Sequence[Sequence[int]],
-    item_groups: Sequence[int],
-    item_ids: Sequence[Sequence[int]],
-    *,
-    max_tokens: int,
-    max_items: int | None,
-    progress: Callable[[int, int], None] | None = None,
-) -> PackedRun:
-    """Plan packs over unique items, run one forward per pack and gather the readouts back into item order.
-
-    A pack whose forward runs out of memory is not lost: the budget is halved for the rest of the call, the failed
-    pack and the ones not yet run are planned again under it (down to one item per pack), and one warning is logged.
-    """
-    prefix_lengths, item_lengths = [len(p) for p in prefixes], [len(i) for i in item_ids]
-    pending = deque(plan_packs(prefix_lengths, item_groups, item_lengths, max_tokens=max_tokens, max_items=max_items))
-    device = model.embed_tokens.weight.device
-    hidden = torch.empty(len(item_ids), model.config.hidden_size, dtype=model.embed_tokens.weight.dtype, device=device)
-    done = packs = tokens = 0
-    warned = False
-    while pending:
-        pack = pending.popleft()
-        segments = [(prefixes[g.group], [item_ids[i] for i in g.items]) for g in pack.groups]
-        order = torch.tensor([i for g in pack.groups for i in g.items], device=device)
-        try:
-            hidden[order] = packed_hidden_states(model, build_pack_inputs(segments, device))
-        except Exception as error:
-            if not is_out_of_memory(error):
-                raise
-            if pack.num_items == 1:
-                error.add_note(
-                    f"One item of {pack.num_tokens} tokens (its prefix included) does not fit in memory on {device}; "
-                    "lower max_length, or use a device with more memory."
-                )
-                raise
-            max_tokens = max(1, pack.num_tokens // 2)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            if not warned:
-                warned = True
-                logger.warning(
-                    "A pack of %d tokens ran out of memory on %s; continuing with max_tokens_per_pack=%d for the "
-                    "rest of this call (lower max_tokens_per_pack to avoid the retry).",
-                    pack.num_tokens,
-                    device,
-                    max_tokens,
-                )
-            items = [i for p in (pack, *pending) for g in p.groups for i in g.items]
-            pending = deque(
-                plan_packs(
-                    prefix_lengths, item_groups, item_lengths, max_tokens=max_tokens, max_items=max_items, subset=items
-                )
-            )
-            continue
-        done, packs, tokens = done + pack.num_items, packs + 1, tokens + pack.num_tokens
-        if progress is not None:
-            progress(done, len(item_ids))
-    return PackedRun(hidden, packs, tokens)

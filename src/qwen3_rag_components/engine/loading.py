@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -192,15 +193,31 @@ class RunMeta:
     documents: int  # inputs in the call (documents, or texts for the embedder), duplicates included
     unique_documents: int  # inputs actually computed after dedup
     truncated_documents: int  # inputs cut to fit max_length (by the official rule)
-    packs: int  # forward passes
-    tokens_computed: int  # tokens through the model: each pack's prefixes once, plus its items
+    packs: int  # forward passes that held some of this call's inputs (concurrent calls share packs)
+    tokens_computed: int  # this call's tokens through the model: its prefixes once per pack, plus its items
     padding_free_tokens: int  # tokens a per-pair path would compute without padding (prefix repeated per input)
-    elapsed_ms: float
+    elapsed_ms: float  # the whole call: checks, tokenization, waiting and computing
+    queued_ms: float  # waiting for the model while packs of other calls ran
+    compute_ms: float  # wall time of the packs this call took part in
     device: str
     dtype: str
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def run_meta(run: Any, start: float, *, device: torch.device, dtype: torch.dtype, **counts: int) -> RunMeta:
+    """Meta of a call that started at ``start`` (``time.perf_counter()``) and got ``run`` from the scheduler."""
+    return RunMeta(
+        **counts,
+        packs=run.packs,
+        tokens_computed=run.tokens_computed,
+        elapsed_ms=(time.perf_counter() - start) * 1000,
+        device=str(device),
+        dtype=str(dtype).removeprefix("torch."),
+        queued_ms=run.queued_s * 1000,
+        compute_ms=run.compute_s * 1000,
+    )
 
 
 Progress = Callable[[int, int], None]

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from .forward import run_packed
-from .loading import EngineOptions, RunMeta, check_positive_int, load_qwen3
+from .forward import PackedRun
+from .loading import EngineOptions, Progress, RunMeta, check_positive_int, load_qwen3, run_meta
 from .packing import dedup
 from .prompts import (
     DEFAULT_RERANK_INSTRUCTION,
@@ -23,8 +24,18 @@ from .prompts import (
     rerank_document_body,
     rerank_query_body,
 )
+from .scheduler import Job, PackScheduler
 
 DEFAULT_MAX_TOKENS_PER_PACK = 8192
+
+
+@dataclass(frozen=True)
+class _RerankPlan:
+    job: Job
+    request_sizes: list[int]  # documents per request, duplicates included
+    pair_of_doc: list[int]  # item of each input document, in request order
+    truncated_documents: int
+    padding_free_tokens: int
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,7 @@ class Qwen3RerankEngine(EngineOptions):
         # [2, C] fp32: the only rows of the head the score needs (the input embedding when tied).
         self.yes_no_head = head.weight.detach()[[yes, no]].float().clone()
         self.model = model.model.eval()
+        self.scheduler = PackScheduler(self.model)  # one queue for this model, shared by with_options copies
         self.device = self.model.embed_tokens.weight.device
         self.dtype = self.model.embed_tokens.weight.dtype
 
@@ -165,10 +177,37 @@ class Qwen3RerankEngine(EngineOptions):
         *,
         instruction: str | None = None,
         return_logits: bool = False,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Progress | None = None,
     ) -> BatchScoreResult:
         """Like :meth:`score_batch`, plus meta; ``progress(done, total)`` is called after each pack."""
         start = time.perf_counter()
+        plan = self._plan(requests, instruction)
+        return self._scores(plan, self.scheduler.run(plan.job, progress), return_logits, start)
+
+    async def score_async(
+        self, query: str, documents: Sequence[str], *, instruction: str | None = None, return_logits: bool = False
+    ) -> list[float]:
+        """:meth:`score` for the event loop: awaits the model's scheduler; cancelling drops the unstarted packs."""
+        result = await self.score_batch_with_meta_async(
+            [(query, documents)], instruction=instruction, return_logits=return_logits
+        )
+        return result.scores[0]
+
+    async def score_batch_with_meta_async(
+        self,
+        requests: Sequence[tuple[str, Sequence[str]]],
+        *,
+        instruction: str | None = None,
+        return_logits: bool = False,
+        progress: Progress | None = None,
+    ) -> BatchScoreResult:
+        """:meth:`score_batch_with_meta` for the event loop (tokenizing runs in a worker thread)."""
+        start = time.perf_counter()
+        plan = await asyncio.to_thread(self._plan, requests, instruction)
+        return self._scores(plan, await self.scheduler.run_async(plan.job, progress), return_logits, start)
+
+    def _plan(self, requests: Sequence[tuple[str, Sequence[str]]], instruction: str | None) -> _RerankPlan:
+        """Check and tokenize: one group per distinct query part, one item per distinct (query, document) pair."""
         instruction = check_instruction(instruction, self.instruction)
         queries, documents = self._check_requests(requests)
 
@@ -185,39 +224,38 @@ class Qwen3RerankEngine(EngineOptions):
         request_of_doc = [r for r, docs in enumerate(documents) for _ in docs]
         pair_keys = [(query_of_request[r], doc_index[k]) for k, r in enumerate(request_of_doc)]
         unique_pairs, pair_of_doc = dedup(pair_keys)
-        item_groups = [q for q, _ in unique_pairs]
         items = [doc_ids[d][: budgets[q]] + self.suffix_ids for q, d in unique_pairs]
-
-        run = run_packed(
-            self.model,
-            prefixes,
-            item_groups,
-            items,
-            max_tokens=self.max_tokens_per_pack,
-            max_items=self.max_docs_per_pack,
-            progress=progress,
+        job = Job(prefixes, [q for q, _ in unique_pairs], items, self.max_tokens_per_pack, self.max_docs_per_pack)
+        return _RerankPlan(
+            job=job,
+            request_sizes=[len(docs) for docs in documents],
+            pair_of_doc=pair_of_doc,
+            truncated_documents=sum(len(doc_ids[d]) > budgets[q] for q, d in pair_keys),
+            padding_free_tokens=sum(
+                len(prefixes[q]) + len(items[p]) for (q, _), p in zip(pair_keys, pair_of_doc, strict=True)
+            ),
         )
+
+    def _scores(self, plan: _RerankPlan, run: PackedRun, return_logits: bool, start: float) -> BatchScoreResult:
+        """The yes/no head at each item's readout, back in request order."""
         logits = run.hidden.float() @ self.yes_no_head.T  # [N, 2] (yes, no)
         margin = logits[:, 0] - logits[:, 1]  # sigmoid(l_yes - l_no) == softmax([l_no, l_yes])[1]
         values = (margin if return_logits else torch.sigmoid(margin)).tolist()
 
-        flat_scores = [values[p] for p in pair_of_doc]
+        flat_scores = [values[p] for p in plan.pair_of_doc]
         scores, offset = [], 0
-        for docs in documents:
-            scores.append(flat_scores[offset : offset + len(docs)])
-            offset += len(docs)
-        meta = RunMeta(
-            documents=len(flat_docs),
-            unique_documents=len(unique_pairs),
-            truncated_documents=sum(len(doc_ids[d]) > budgets[q] for q, d in pair_keys),
-            packs=run.packs,
-            tokens_computed=run.tokens_computed,
-            padding_free_tokens=sum(
-                len(prefixes[q]) + len(items[p]) for (q, _), p in zip(pair_keys, pair_of_doc, strict=True)
-            ),
-            elapsed_ms=(time.perf_counter() - start) * 1000,
-            device=str(self.device),
-            dtype=str(self.dtype).removeprefix("torch."),
+        for size in plan.request_sizes:
+            scores.append(flat_scores[offset : offset + size])
+            offset += size
+        meta = run_meta(
+            run,
+            start,
+            documents=len(plan.pair_of_doc),
+            unique_documents=len(plan.job.items),
+            truncated_documents=plan.truncated_documents,
+            padding_free_tokens=plan.padding_free_tokens,
+            device=self.device,
+            dtype=self.dtype,
         )
         return BatchScoreResult(scores, meta)
 

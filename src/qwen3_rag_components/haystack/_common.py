@@ -62,7 +62,8 @@ class EngineComponent:
 
     async def warm_up_async(self) -> None:
         """:meth:`warm_up` in a worker thread, so loading the model does not block the event loop."""
-        await asyncio.to_thread(self.warm_up)
+        if self._engine is None:
+            await asyncio.to_thread(self.warm_up)
 
     def _to_dict(self, **parameters: Any) -> dict[str, Any]:
         return default_to_dict(

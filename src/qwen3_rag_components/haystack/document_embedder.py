@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 from typing import Any
 
+import numpy as np
 from haystack import Document, component
 from haystack.utils import ComponentDevice, Secret
 
@@ -136,28 +136,20 @@ class Qwen3DocumentEmbedder(EngineComponent):
         :raises TypeError:
             If `documents` is not a list of Documents.
         """
-        check_documents(
-            documents,
-            "Qwen3DocumentEmbedder",
-            " In case you want to embed a string, please use the Qwen3TextEmbedder.",
-        )
+        self._check(documents)
         if not documents:
             return {"documents": []}
         self.warm_up()
-        texts = texts_to_embed(documents, self.meta_fields_to_embed, self.embedding_separator)
         result = self._engine.encode(
-            texts, dimensions=self.dimensions, normalize=self.normalize, progress=self.progress_bar
+            self._texts(documents), dimensions=self.dimensions, normalize=self.normalize, progress=self.progress_bar
         )
-        embedded = [
-            dataclasses.replace(doc, embedding=vector.tolist())
-            for doc, vector in zip(documents, result.embeddings, strict=True)
-        ]
-        return {"documents": embedded}
+        return {"documents": _embedded(documents, result.embeddings)}
 
     @component.output_types(documents=list[Document])
     async def run_async(self, documents: list[Document]) -> dict[str, list[Document]]:
         """
-        Like `run()`, in a worker thread so the event loop stays free while the model computes.
+        Like `run()`, awaiting the model's shared scheduler: no thread is held while the model computes, and
+        cancelling the task drops its packs that have not started.
 
         :param documents:
             The documents to embed.
@@ -165,4 +157,27 @@ class Qwen3DocumentEmbedder(EngineComponent):
             A dictionary with the following keys:
             - `documents`: Copies of the documents, in the same order, with `embedding` set.
         """
-        return await asyncio.to_thread(self.run, documents=documents)
+        self._check(documents)
+        if not documents:
+            return {"documents": []}
+        await self.warm_up_async()
+        result = await self._engine.encode_async(
+            self._texts(documents), dimensions=self.dimensions, normalize=self.normalize, progress=self.progress_bar
+        )
+        return {"documents": _embedded(documents, result.embeddings)}
+
+    @staticmethod
+    def _check(documents: list[Document]) -> None:
+        check_documents(
+            documents,
+            "Qwen3DocumentEmbedder",
+            " In case you want to embed a string, please use the Qwen3TextEmbedder.",
+        )
+
+    def _texts(self, documents: list[Document]) -> list[str]:
+        return texts_to_embed(documents, self.meta_fields_to_embed, self.embedding_separator)
+
+
+def _embedded(documents: list[Document], embeddings: np.ndarray) -> list[Document]:
+    """Copies of the documents, in the same order, with ``embedding`` set."""
+    return [dataclasses.replace(doc, embedding=v.tolist()) for doc, v in zip(documents, embeddings, strict=True)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import math
 import os
@@ -175,23 +174,29 @@ class Qwen3Ranker(EngineComponent):
         :raises TypeError:
             If `documents` is not a list of Documents.
         """
+        ranking = self._ranking(documents, top_k, scale_score, score_threshold)
+        if not ranking.texts:
+            return {"documents": []}
+        self.warm_up()
+        texts, return_logits = ranking.texts, not ranking.scale_score
+        scores = self._engine.score(query, texts, instruction=instruction, return_logits=return_logits)
+        return {"documents": ranking.ranked(scores)}
+
+    def _ranking(
+        self, documents: list[Document], top_k: int | None, scale_score: bool | None, score_threshold: float | None
+    ) -> _Ranking:
+        """Checked inputs with the init values filled in; the same for :meth:`run` and :meth:`run_async`."""
         check_documents(documents, "Qwen3Ranker")
         top_k = self.top_k if top_k is None else top_k
         check_top_k(top_k)
-        if not documents:
-            return {"documents": []}
-        scale_score = self.scale_score if scale_score is None else scale_score
-        score_threshold = self.score_threshold if score_threshold is None else score_threshold
-
         unique_documents = _deduplicate(documents)
-        self.warm_up()
-        texts = texts_to_embed(unique_documents, self.meta_fields_to_embed, self.embedding_separator)
-        scores = self._engine.score(query, texts, instruction=instruction, return_logits=not scale_score)
-        scored = [dataclasses.replace(doc, score=s) for doc, s in zip(unique_documents, scores, strict=True)]
-        ranked = sorted(scored, key=lambda doc: doc.score, reverse=True)  # stable: ties keep the input order
-        if score_threshold is not None:
-            ranked = [doc for doc in ranked if doc.score >= score_threshold]
-        return {"documents": ranked[:top_k]}
+        return _Ranking(
+            documents=unique_documents,
+            texts=texts_to_embed(unique_documents, self.meta_fields_to_embed, self.embedding_separator),
+            top_k=top_k,
+            scale_score=self.scale_score if scale_score is None else scale_score,
+            score_threshold=self.score_threshold if score_threshold is None else score_threshold,
+        )
 
     @component.output_types(documents=list[Document])
     async def run_async(
@@ -204,7 +209,8 @@ class Qwen3Ranker(EngineComponent):
         instruction: str | None = None,
     ) -> dict[str, list[Document]]:
         """
-        Like `run()`, in a worker thread so the event loop stays free while the model computes.
+        Like `run()`, awaiting the model's shared scheduler: no thread is held while the model computes, and
+        cancelling the task drops its packs that have not started.
 
         :param query:
             The query.
@@ -222,15 +228,31 @@ class Qwen3Ranker(EngineComponent):
             A dictionary with the following keys:
             - `documents`: The ranked documents, at most `top_k`.
         """
-        return await asyncio.to_thread(
-            self.run,
-            query=query,
-            documents=documents,
-            top_k=top_k,
-            scale_score=scale_score,
-            score_threshold=score_threshold,
-            instruction=instruction,
+        ranking = self._ranking(documents, top_k, scale_score, score_threshold)
+        if not ranking.texts:
+            return {"documents": []}
+        await self.warm_up_async()
+        scores = await self._engine.score_async(
+            query, ranking.texts, instruction=instruction, return_logits=not ranking.scale_score
         )
+        return {"documents": ranking.ranked(scores)}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Ranking:
+    documents: list[Document]  # one per id
+    texts: list[str]  # what the model reads of each
+    top_k: int
+    scale_score: bool
+    score_threshold: float | None
+
+    def ranked(self, scores: list[float]) -> list[Document]:
+        """Copies with ``score`` set, best first (ties keep the input order), thresholded, at most ``top_k``."""
+        scored = [dataclasses.replace(doc, score=s) for doc, s in zip(self.documents, scores, strict=True)]
+        ranked = sorted(scored, key=lambda doc: doc.score, reverse=True)
+        if self.score_threshold is not None:
+            ranked = [doc for doc in ranked if doc.score >= self.score_threshold]
+        return ranked[: self.top_k]
 
 
 def _deduplicate(documents: list[Document]) -> list[Document]:

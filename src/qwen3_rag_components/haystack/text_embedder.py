@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any
 
@@ -115,11 +114,7 @@ class Qwen3TextEmbedder(EngineComponent):
         :raises TypeError:
             If `text` is not a string.
         """
-        if not isinstance(text, str):
-            raise TypeError(
-                f"Qwen3TextEmbedder expects a string as input, got {type(text).__name__}. "
-                "In case you want to embed a list of Documents, please use the Qwen3DocumentEmbedder."
-            )
+        self._check(text)
         self.warm_up()
         result = self._engine.encode([text], is_query=True, dimensions=self.dimensions, normalize=self.normalize)
         return {"embedding": result.embeddings[0].tolist()}
@@ -127,7 +122,7 @@ class Qwen3TextEmbedder(EngineComponent):
     @component.output_types(embedding=list[float])
     async def run_async(self, text: str) -> dict[str, list[float]]:
         """
-        Like `run()`, in a worker thread so the event loop stays free while the model computes.
+        Like `run()`, awaiting the model's shared scheduler: no thread is held while the model computes.
 
         :param text:
             The query to embed.
@@ -135,4 +130,17 @@ class Qwen3TextEmbedder(EngineComponent):
             A dictionary with the following keys:
             - `embedding`: The query's embedding, a list of floats.
         """
-        return await asyncio.to_thread(self.run, text=text)
+        self._check(text)
+        await self.warm_up_async()
+        result = await self._engine.encode_async(
+            [text], is_query=True, dimensions=self.dimensions, normalize=self.normalize
+        )
+        return {"embedding": result.embeddings[0].tolist()}
+
+    @staticmethod
+    def _check(text: str) -> None:
+        if not isinstance(text, str):
+            raise TypeError(
+                f"Qwen3TextEmbedder expects a string as input, got {type(text).__name__}. "
+                "In case you want to embed a list of Documents, please use the Qwen3DocumentEmbedder."
+            )

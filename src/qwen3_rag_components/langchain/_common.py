@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any, ClassVar
 
@@ -60,3 +61,7 @@ class EngineFields(BaseModel):
                         token=self.token.get_secret_value() if self.token is not None else None,
                     )
         return self._engine
+
+    async def _aget_engine(self) -> Any:
+        """:meth:`_get_engine` for the event loop: a first load runs in a worker thread."""
+        return self._engine if self._engine is not None else await asyncio.to_thread(self._get_engine)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from langchain_core.embeddings import Embeddings
 
@@ -52,38 +51,48 @@ class Qwen3Embeddings(EngineFields, Embeddings):
     max_tokens_per_pack: int = 8192
     """Token budget of one forward pass: lower it to save memory, raise it for throughput on a large GPU."""
 
-    def _encode(self, texts: list[str], *, is_query: bool) -> list[list[float]]:
-        result = self._get_engine().encode(
-            texts,
-            is_query=is_query,
-            instruction=self.query_instruction if is_query else None,
-            dimensions=self.dimensions,
-            normalize=self.normalize,
-            progress=self.show_progress,
-        )
-        return result.embeddings.tolist()  # [N, dimensions] float32 -> Python floats
+    def _encode_options(self, is_query: bool) -> dict[str, Any]:
+        return {
+            "is_query": is_query,
+            "instruction": self.query_instruction if is_query else None,
+            "dimensions": self.dimensions,
+            "normalize": self.normalize,
+            "progress": self.show_progress,
+        }
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """One vector per text, in input order (documents get no instruction)."""
-        if isinstance(texts, str):
-            raise TypeError(
-                "texts must be a list of strings, got a single string; wrap it in a list, or use embed_query."
-            )
-        check_list(texts, "texts", "strings")
-        if len(texts) == 0:
+        if not _check_texts(texts):
             return []
-        return self._encode(list(texts), is_query=False)
+        return self._get_engine().encode(list(texts), **self._encode_options(False)).embeddings.tolist()
 
     def embed_query(self, text: str) -> list[float]:
         """The vector of one query, formatted with ``query_instruction``."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}; use embed_documents for a list.")
-        return self._encode([text], is_query=True)[0]
+        _check_query(text)
+        return self._get_engine().encode([text], **self._encode_options(True)).embeddings[0].tolist()
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Like :meth:`embed_documents`, run in a worker thread so the event loop is never blocked."""
-        return await asyncio.to_thread(self.embed_documents, texts)
+        """Like :meth:`embed_documents`, awaiting the model's shared scheduler (no thread held while it computes)."""
+        if not _check_texts(texts):
+            return []
+        engine = await self._aget_engine()
+        return (await engine.encode_async(list(texts), **self._encode_options(False))).embeddings.tolist()
 
     async def aembed_query(self, text: str) -> list[float]:
-        """Like :meth:`embed_query`, run in a worker thread so the event loop is never blocked."""
-        return await asyncio.to_thread(self.embed_query, text)
+        """Like :meth:`embed_query`, awaiting the model's shared scheduler (no thread held while it computes)."""
+        _check_query(text)
+        engine = await self._aget_engine()
+        return (await engine.encode_async([text], **self._encode_options(True))).embeddings[0].tolist()
+
+
+def _check_texts(texts: list[str]) -> bool:
+    """Raise on anything but a list of strings; ``False`` for an empty list."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, got a single string; wrap it in a list, or use embed_query.")
+    check_list(texts, "texts", "strings")
+    return len(texts) > 0
+
+
+def _check_query(text: str) -> None:
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}; use embed_documents for a list.")

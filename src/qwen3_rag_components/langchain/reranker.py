@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from copy import deepcopy
 from typing import Any, ClassVar
@@ -71,15 +70,31 @@ class Qwen3Reranker(EngineFields, BaseDocumentCompressor):
         ``documents`` may be ``Document``s or strings. ``top_n=-1`` uses this reranker's ``top_n`` and ``None``
         returns every document; ``score_threshold`` applies either way. Ties keep their input order.
         """
-        if top_n == -1:
-            top_n = self.top_n
-        elif top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
-            raise ValueError(f"top_n={top_n!r} is invalid: use an int >= 1, None for all, or -1 for self.top_n.")
+        top_n = self._check_top_n(top_n)
         check_list(documents, "documents", "Documents or strings")
         if not documents:
             return []
-        texts = [doc.page_content if isinstance(doc, Document) else doc for doc in documents]
-        scores = self._get_engine().score(query, texts)  # P(yes), in input order
+        return self._ranked(self._get_engine().score(query, _texts(documents)), top_n)
+
+    async def arerank(
+        self, documents: Sequence[str | Document], query: str, *, top_n: int | None = -1
+    ) -> list[dict[str, Any]]:
+        """Like :meth:`rerank`, awaiting the model's shared scheduler (no thread held while it computes)."""
+        top_n = self._check_top_n(top_n)
+        check_list(documents, "documents", "Documents or strings")
+        if not documents:
+            return []
+        engine = await self._aget_engine()
+        return self._ranked(await engine.score_async(query, _texts(documents)), top_n)
+
+    def _check_top_n(self, top_n: int | None) -> int | None:
+        if top_n == -1:
+            return self.top_n
+        if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
+            raise ValueError(f"top_n={top_n!r} is invalid: use an int >= 1, None for all, or -1 for self.top_n.")
+        return top_n
+
+    def _ranked(self, scores: list[float], top_n: int | None) -> list[dict[str, Any]]:
         order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)  # stable: ties keep input order
         if self.score_threshold is not None:
             order = [i for i in order if scores[i] >= self.score_threshold]
@@ -89,20 +104,34 @@ class Qwen3Reranker(EngineFields, BaseDocumentCompressor):
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
     ) -> Sequence[Document]:
         """New ``Document``s, best first, with ``metadata["relevance_score"]``; the inputs are left untouched."""
-        check_list(documents, "documents", "Documents")
-        for index, doc in enumerate(documents):
-            if not isinstance(doc, Document):
-                raise TypeError(f"documents[{index}] is {type(doc).__name__}; compress_documents takes Documents.")
-        compressed = []
-        for result in self.rerank(documents, query):
-            doc = documents[result["index"]]
-            metadata = deepcopy(doc.metadata)
-            metadata["relevance_score"] = result["relevance_score"]
-            compressed.append(doc.model_copy(update={"metadata": metadata}))  # keeps id, type and any subclass
-        return compressed
+        _check_documents(documents)
+        return _compressed(documents, self.rerank(documents, query))
 
     async def acompress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
     ) -> Sequence[Document]:
-        """Like :meth:`compress_documents`, run in a worker thread so the event loop is never blocked."""
-        return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)
+        """Like :meth:`compress_documents`, awaiting the model's shared scheduler (no thread held while it computes)."""
+        _check_documents(documents)
+        return _compressed(documents, await self.arerank(documents, query))
+
+
+def _texts(documents: Sequence[str | Document]) -> list[str]:
+    return [doc.page_content if isinstance(doc, Document) else doc for doc in documents]
+
+
+def _check_documents(documents: Sequence[Document]) -> None:
+    check_list(documents, "documents", "Documents")
+    for index, doc in enumerate(documents):
+        if not isinstance(doc, Document):
+            raise TypeError(f"documents[{index}] is {type(doc).__name__}; compress_documents takes Documents.")
+
+
+def _compressed(documents: Sequence[Document], results: list[dict[str, Any]]) -> list[Document]:
+    """New ``Document``s, best first, with ``metadata["relevance_score"]``; the inputs are left untouched."""
+    compressed = []
+    for result in results:
+        doc = documents[result["index"]]
+        metadata = deepcopy(doc.metadata)
+        metadata["relevance_score"] = result["relevance_score"]
+        compressed.append(doc.model_copy(update={"metadata": metadata}))  # keeps id, type and any subclass
+    return compressed
