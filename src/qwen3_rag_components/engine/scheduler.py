@@ -173,7 +173,7 @@ class PackScheduler:
     @staticmethod
     def _wait_step(call: _Call, event: str, progress: Progress | None) -> bool:
         """Handle one worker event; ``False`` once the call is complete."""
-        if event == "progress" and progress is not None:
+        if event in ("progress", "done") and progress is not None and call.done:
             progress(call.done, len(call.job.items))
         if call.error is not None:
             raise call.error

@@ -70,7 +70,7 @@ class Qwen3Reranker(EngineFields, BaseDocumentCompressor):
         ``documents`` may be ``Document``s or strings. ``top_n=-1`` uses this reranker's ``top_n`` and ``None``
         returns every document; ``score_threshold`` applies either way. Ties keep their input order.
         """
-        top_n = self._check_top_n(top_n)
+        top_n = self._resolve_top_n(top_n)
         check_list(documents, "documents", "Documents or strings")
         if not documents:
             return []
@@ -80,14 +80,14 @@ class Qwen3Reranker(EngineFields, BaseDocumentCompressor):
         self, documents: Sequence[str | Document], query: str, *, top_n: int | None = -1
     ) -> list[dict[str, Any]]:
         """Like :meth:`rerank`, awaiting the model's shared scheduler (no thread held while it computes)."""
-        top_n = self._check_top_n(top_n)
+        top_n = self._resolve_top_n(top_n)
         check_list(documents, "documents", "Documents or strings")
         if not documents:
             return []
         engine = await self._aget_engine()
         return self._ranked(await engine.score_async(query, _texts(documents)), top_n)
 
-    def _check_top_n(self, top_n: int | None) -> int | None:
+    def _resolve_top_n(self, top_n: int | None) -> int | None:
         if top_n == -1:
             return self.top_n
         if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
