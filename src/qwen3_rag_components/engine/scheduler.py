@@ -273,8 +273,7 @@ class PackScheduler:
                     self._calls.remove(call)
                     finished.append(call)
         for call in pack.calls:
-            if not call.cancelled:
-                call.notify("done" if call in finished else "progress")
+            self._notify(call, "done" if call in finished else "progress")
 
     def _retry_or_fail(self, pack: _Pack, error: Exception) -> None:
         """Out of memory: halve the budget of the pack's calls and queue its items again (down to one item per pack).
@@ -318,4 +317,13 @@ class PackScheduler:
                     self._calls.remove(call)
                 failed.append(call)
         for call in failed:
-            call.notify("error")
+            self._notify(call, "error")
+
+    def _notify(self, call: _Call, event: str) -> None:
+        """Tell the caller; one that can no longer hear (its event loop closed) is cancelled, and the worker goes on."""
+        if call.cancelled:
+            return
+        try:
+            call.notify(event)
+        except Exception:
+            self.cancel(call)
