@@ -39,6 +39,10 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 # an actor packs a batch's rows together, the reference scores each row alone, so fp32 sums run in another order
 # (measured up to 1.2e-6); the engine's own pack-invariance tests allow 1e-5.
 EMBED_TOLERANCE = 1e-6
+# Unnormalised vectors (values up to ~2.5) from Ray's batches vs one call of all texts: other packs, other rounding
+# (1.5e-6 measured with batches of exactly 32); Ray's block bundling decides the batches, so hold them to the
+# documented pack-layout bound.
+UNNORMALISED_TOLERANCE = 1e-5
 SCORE_TOLERANCE = 1e-5
 BATCH = 32  # rows per engine call: 300 texts make 10 batches for the 2 actors
 
@@ -151,7 +155,7 @@ def test_query_vectors_keep_dimensions_and_skip_normalising(embedded, reference_
         TEXTS, is_query=True, instruction="Find the passage", dimensions=24, normalize=False
     ).embeddings
     assert vectors.shape == (len(TEXTS), 24)
-    assert np.abs(vectors - expected).max() <= EMBED_TOLERANCE
+    assert np.abs(vectors - expected).max() <= UNNORMALISED_TOLERANCE
     assert not np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
 
 

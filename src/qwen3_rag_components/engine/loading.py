@@ -10,10 +10,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+if TYPE_CHECKING:
+    from .forward import PackedRun
 
 DTYPES = {
     "float32": torch.float32,
@@ -206,7 +209,7 @@ class RunMeta:
         return asdict(self)
 
 
-def run_meta(run: Any, start: float, *, device: torch.device, dtype: torch.dtype, **counts: int) -> RunMeta:
+def run_meta(run: PackedRun, start: float, *, device: torch.device, dtype: torch.dtype, **counts: int) -> RunMeta:
     """Meta of a call that started at ``start`` (``time.perf_counter()``) and got ``run`` from the scheduler."""
     return RunMeta(
         **counts,

@@ -92,7 +92,7 @@ class _Call:
 
     @property
     def finished(self) -> bool:
-        return self.cancelled or self.error is not None or (not self.pending and not self.in_flight)
+        return not self.pending and not self.in_flight
 
 
 @dataclass
