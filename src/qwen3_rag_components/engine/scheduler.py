@@ -187,11 +187,16 @@ class PackScheduler:
     # --- worker -----------------------------------------------------------------------------------------------
 
     def _start_workers(self) -> None:
-        """Called under the lock: enough workers for the device's concurrent packs, none when idle."""
+        """Called under the lock: enough workers for the device's concurrent packs, none when idle.
+
+        Workers are not daemon threads: a worker still finishing its last pack (or just leaving) when the program ends
+        is waited for. Killed in torch code at interpreter exit, it would abort the process ("terminate called
+        without an active exception"); it never outlives the work queued, so the wait is at most one pack.
+        """
         _, packs = _device_slot(self.device)
         while self._workers < packs:
             self._workers += 1
-            threading.Thread(target=self._work, name=f"qwen3-rag-packs-{self.device}", daemon=True).start()
+            threading.Thread(target=self._work, name=f"qwen3-rag-packs-{self.device}").start()
 
     def _work(self) -> None:
         while True:
