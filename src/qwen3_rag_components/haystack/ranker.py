@@ -249,7 +249,7 @@ class _Ranking:
     def ranked(self, scores: list[float]) -> list[Document]:
         """Copies with ``score`` set, best first (ties keep the input order), thresholded, at most ``top_k``."""
         scored = [dataclasses.replace(doc, score=s) for doc, s in zip(self.documents, scores, strict=True)]
-        ranked = sorted(scored, key=lambda doc: doc.score, reverse=True)
+        ranked = sorted(scored, key=lambda doc: doc.score, reverse=True)  # stable: ties keep the input order
         if self.score_threshold is not None:
             ranked = [doc for doc in ranked if doc.score >= self.score_threshold]
         return ranked[: self.top_k]
