@@ -211,7 +211,9 @@ def test_an_error_in_a_shared_pack_fails_only_its_own_call(reranker, monkeypatch
             broken.result()
         assert_close([first.result(), second.result()], sequential)
     assert not reranker.scheduler._calls
-    assert [rows for rows, _ in spy.packs] == [4, 6, 2, 4]  # first; broken + second fail; each alone
+    rows = [rows for rows, _ in spy.packs]
+    assert rows[:2] == [4, 6] and sorted(rows[2:]) == [2, 4]  # first; broken + second fail; then each alone, in
+    # their order of arrival (their threads tokenize at the same time, so either may arrive first)
 
 
 def test_out_of_memory_in_a_shared_pack_halves_the_budget_and_loses_nothing(reranker, monkeypatch):
