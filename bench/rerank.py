@@ -48,7 +48,8 @@ from common import (
     useful_flops,
 )
 from qwen3_rag_components.engine.packing import plan_packs
-from qwen3_rag_components.engine.rerank import DEFAULT_MAX_TOKENS_PER_PACK, Qwen3RerankEngine
+from qwen3_rag_components.engine import Qwen3RerankEngine
+from qwen3_rag_components.engine.options import DEFAULT_MAX_TOKENS_PER_PACK
 
 OFFICIAL_MAX_LENGTH = 8192
 

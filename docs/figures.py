@@ -35,7 +35,7 @@ from qwen3_rag_components.engine.prompts import (
     rerank_document_body,
     rerank_query_body,
 )
-from qwen3_rag_components.engine.rerank import DEFAULT_MAX_TOKENS_PER_PACK
+from qwen3_rag_components.engine.options import DEFAULT_MAX_TOKENS_PER_PACK
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

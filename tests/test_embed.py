@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 import torch
@@ -82,8 +80,7 @@ def test_base_and_causal_lm_checkpoints_give_the_same_vectors(embedder_paths):
     max_tokens=st.integers(1, 200),
 )
 def test_packed_vectors_equal_each_text_alone(embed_engine, texts, max_tokens):
-    engine = copy.copy(embed_engine)
-    engine.max_tokens_per_pack = max_tokens
+    engine = embed_engine.with_options(max_tokens_per_pack=max_tokens)
     packed = engine.encode(texts).embeddings
     alone = np.concatenate([embed_engine.encode([t]).embeddings for t in texts])
     assert np.abs(packed - alone).max() <= TOLERANCE
@@ -107,8 +104,7 @@ def test_empty_input(embed_engine):
 
 def test_progress_callback_reports_every_pack(embed_engine):
     seen: list[tuple[int, int]] = []
-    engine = copy.copy(embed_engine)
-    engine.max_tokens_per_pack = 20
+    engine = embed_engine.with_options(max_tokens_per_pack=20)
     engine.encode(random_documents(10, seed=1), progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (10, 10)
     assert [d for d, _ in seen] == sorted({d for d, _ in seen})

@@ -25,7 +25,7 @@ def test_reranker_in_half_precision(reranker_paths, dtype):
     reference = Qwen3RerankEngine.from_pretrained(path, device="cpu").score("what is it?", DOCUMENTS)
     engine = Qwen3RerankEngine.from_pretrained(path, device="cpu", dtype=dtype)
     result = engine.score_with_meta("what is it?", DOCUMENTS)
-    assert engine.yes_no_head.dtype == torch.float32 and result.meta.dtype == dtype
+    assert engine.head.weight.dtype == torch.float32 and result.meta.dtype == dtype
     assert np.isfinite(result.scores).all()
     assert max(abs(a - b) for a, b in zip(result.scores, reference, strict=True)) <= RERANK_TOLERANCE[dtype]
 

@@ -184,24 +184,26 @@ def test_pair_rows_get_one_score_each(reranked, reference_reranker):
     assert np.abs(np.array(scores) - expected).max() <= SCORE_TOLERANCE
 
 
-def test_a_batch_is_one_engine_call_with_one_request_per_row(reranker_model):
-    reranker = Qwen3RayReranker(reranker_model, query_column="q", documents_column="d", local_files_only=True)
+def test_a_batch_is_one_engine_call_with_one_request_per_row(reranker_model, monkeypatch):
+    reranker = Qwen3RayReranker(
+        reranker_model, query_column="q", documents_column="d", local_files_only=True, meta_column="meta"
+    )
     calls = []
-    engine = reranker._engine
-
-    class Spy:
-        def score_batch(self, requests):
-            calls.append(requests)
-            return engine.score_batch(requests)
-
-    reranker._engine = Spy()
+    engine = reranker.holder.engine
+    score_batch = engine.score_batch_with_meta
+    monkeypatch.setattr(
+        engine, "score_batch_with_meta", lambda requests: calls.append(requests) or score_batch(requests)
+    )
     batch = pa.table(
         {"q": ["a", "b", "a", "b", "a"], "d": [["x", "y"], ["z"], [], ["x"], ["w"]], "id": [1, 2, 3, 4, 5]}
     )
     out = reranker(batch)
     assert calls == [[("a", ["x", "y"]), ("b", ["z"]), ("a", []), ("b", ["x"]), ("a", ["w"])]]
-    assert out.column_names == ["q", "d", "id", "scores"]
+    assert out.column_names == ["q", "d", "id", "scores", "meta"]
     assert out.column("scores").to_pylist() == engine.score_batch(calls[0])  # the same call: the same floats
+    metas = out.column("meta").to_pylist()
+    assert metas == [reranker.holder.last_meta.to_dict()] * 5  # the batch's meta on every row
+    assert (metas[0]["documents"], metas[0]["unique_documents"], metas[0]["packs"]) == (6, 5, 1)
 
 
 def test_an_actor_killed_mid_run_is_restarted_and_its_batches_retried(

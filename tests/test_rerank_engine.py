@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -26,10 +25,8 @@ document_text = st.one_of(
 
 
 def with_budget(engine: Qwen3RerankEngine, max_tokens: int, max_docs: int | None) -> Qwen3RerankEngine:
-    """A shallow copy sharing the loaded model, with other pack limits."""
-    clone = copy.copy(engine)
-    clone.max_tokens_per_pack, clone.max_docs_per_pack = max_tokens, max_docs
-    return clone
+    """A copy sharing the loaded model, with other pack limits."""
+    return engine.with_options(max_tokens_per_pack=max_tokens, max_docs_per_pack=max_docs)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -107,7 +107,7 @@ def test_threads_share_packs_one_at_a_time_and_match_sequential_calls(reranker, 
     assert spy.most_running == 1  # one pack at a time on the device, across both models
     reranker_packs = [rows for rows, _ in spy.packs if rows != 96]  # the embedder's one pack holds all 96 texts
     assert len(reranker_packs) < len(work)  # calls that arrived together were packed together
-    assert max(tokens for _, tokens in spy.packs) <= reranker.max_tokens_per_pack
+    assert max(tokens for _, tokens in spy.packs) <= reranker.options.max_tokens_per_pack
 
 
 def test_async_tasks_match_sequential_calls_and_share_packs(reranker, monkeypatch):

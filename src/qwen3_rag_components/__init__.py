@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from .engine import (
     BatchScoreResult,
+    EmbedOptions,
     EmbedResult,
+    LoadSpec,
     Qwen3EmbedEngine,
     Qwen3RerankEngine,
+    RerankOptions,
     RunMeta,
     ScoreResult,
     clear_engine_cache,
@@ -15,9 +18,12 @@ from .engine import (
 
 __all__ = [
     "BatchScoreResult",
+    "EmbedOptions",
     "EmbedResult",
+    "LoadSpec",
     "Qwen3EmbedEngine",
     "Qwen3RerankEngine",
+    "RerankOptions",
     "RunMeta",
     "ScoreResult",
     "clear_engine_cache",

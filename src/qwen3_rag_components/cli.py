@@ -1,9 +1,8 @@
-"""``qwen3-rag``: rerank and embed texts from the command line, run the RAG demo and the benchmarks.
+"""``qwen3-rag``: rerank and embed texts from the command line, and run the RAG demo.
 
     qwen3-rag rerank --query "What is the capital of China?" docs.txt --top-k 5
     qwen3-rag embed docs.jsonl --output vectors.npy
     qwen3-rag demo --framework langchain
-    qwen3-rag bench rerank --layers 1 --workload S
 
 Exit codes: 0 success, 1 a runtime error (unreadable or empty input, bad JSONL line, model load failure), 2 a usage
 error (argparse), 130 interrupted. Errors are one ``qwen3-rag: error: ...`` line on stderr, never a traceback.
@@ -14,40 +13,34 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
 from . import __version__
-from .engine import Qwen3EmbedEngine, Qwen3RerankEngine, RunMeta
-from .engine.loading import DTYPES
-from .engine.rerank import DEFAULT_MAX_TOKENS_PER_PACK
+from .engine import EmbedOptions, LoadSpec, Qwen3EmbedEngine, Qwen3RerankEngine, RerankOptions, RunMeta
+from .engine.options import DEFAULT_MAX_TOKENS_PER_PACK
+from .engine.placement import DTYPES
 
-Engine = TypeVar("Engine", Qwen3RerankEngine, Qwen3EmbedEngine)
+T = TypeVar("T")
 
 PROG = "qwen3-rag"
 DEFAULT_RERANKER = "Qwen/Qwen3-Reranker-0.6B"
 DEFAULT_EMBEDDER = "Qwen/Qwen3-Embedding-0.6B"
 PROGRESS_MIN_TEXTS = 64  # a progress bar (stderr, TTY only) for inputs longer than this
-BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"  # src/qwen3_rag_components/cli.py -> repo/bench
 EXAMPLES = """examples:
   qwen3-rag rerank --query "What is the capital of China?" docs.txt --top-k 5
   cat docs.txt | qwen3-rag rerank --query "capital of China" --model ./my-reranker --local-files-only
   qwen3-rag embed docs.jsonl --output vectors.npy
   qwen3-rag embed --query --dimensions 256 queries.txt
   qwen3-rag demo --framework langchain
-  qwen3-rag bench rerank --layers 1 --workload S
 
 exit codes: 0 success, 1 runtime error (unreadable, empty or invalid input; model load failure), 2 usage error,
 130 interrupted."""
-
-Progress = Callable[[int, int], None]
 
 
 class CliError(Exception):
@@ -117,17 +110,9 @@ def float32_values(row: np.ndarray) -> list[float]:
     return [float(str(value)) for value in row]
 
 
-@contextmanager
-def progress_bar(texts: list[str], desc: str) -> Iterator[Progress | None]:
-    """A tqdm bar on stderr for more than PROGRESS_MIN_TEXTS texts when stderr is a terminal; else None."""
-    if len(texts) <= PROGRESS_MIN_TEXTS or not sys.stderr.isatty():
-        yield None
-        return
-    from tqdm import tqdm
-
-    # total: distinct texts, as identical ones are computed once
-    with tqdm(total=len(set(texts)), desc=desc, unit="text", file=sys.stderr) as bar:
-        yield lambda done, _total: bar.update(done - bar.n)
+def show_progress(texts: list[str]) -> bool:
+    """A progress bar (stderr) only for more than PROGRESS_MIN_TEXTS texts, and only when stderr is a terminal."""
+    return len(texts) > PROGRESS_MIN_TEXTS and sys.stderr.isatty()
 
 
 def report(meta: RunMeta, load_ms: float) -> None:
@@ -141,34 +126,26 @@ def report(meta: RunMeta, load_ms: float) -> None:
 # --- commands ---------------------------------------------------------------------------------------------------
 
 
-def load_engine(engine_class: type[Engine], args: argparse.Namespace) -> tuple[Engine, float]:
-    """The engine and its load time in ms; OSError/ValueError (bad path, not Qwen3, no CUDA) reach main()."""
-    model = args.model
-    looks_local = model.startswith(("/", ".", "~")) or model.count("/") > 1  # hub ids are "name" or "owner/name"
-    if looks_local and not Path(model).expanduser().is_dir():
-        raise CliError(f"--model {model}: no such folder; give a local model folder or a hub id (owner/name)")
+def load_spec(args: argparse.Namespace) -> LoadSpec:
+    return LoadSpec(args.model, device=args.device, dtype=args.dtype, local_files_only=args.local_files_only)
+
+
+def timed_load(load: Callable[[], T]) -> tuple[T, float]:
+    """``load()`` and its time in ms; OSError/ValueError (bad path, not Qwen3, no CUDA) reach main()."""
     if not sys.stderr.isatty():
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # "Loading weights" bars would only clutter logs
     start = time.perf_counter()
-    engine = engine_class.from_pretrained(
-        str(Path(model).expanduser()) if looks_local else model,
-        device=args.device,
-        dtype=args.dtype,
-        max_tokens_per_pack=args.max_tokens_per_pack,
-        local_files_only=args.local_files_only,
-    )
+    engine = load()
     return engine, (time.perf_counter() - start) * 1000
 
 
 def run_rerank(args: argparse.Namespace) -> int:
     documents = read_texts(args.file, args.format)
-    engine, load_ms = load_engine(Qwen3RerankEngine, args)
-    with progress_bar(documents, "Reranking") as progress:
-        result = engine.score_batch_with_meta(
-            [(args.query, documents)], instruction=args.instruction, progress=progress
-        )
+    options = RerankOptions(instruction=args.instruction, max_tokens_per_pack=args.max_tokens_per_pack)
+    engine, load_ms = timed_load(lambda: Qwen3RerankEngine.load(load_spec(args), options))
+    result = engine.score_batch_with_meta([(args.query, documents)], progress=show_progress(documents))
     scores = result.scores[0]
     order = sorted(range(len(documents)), key=lambda i: -scores[i])[: args.top_k]  # stable: ties keep input order
     write_jsonl({"index": i, "score": scores[i], "text": documents[i]} for i in order)
@@ -183,16 +160,14 @@ def run_embed(args: argparse.Namespace) -> int:
     texts = read_texts(args.file, args.format)
     if args.output is not None and not args.output.resolve().parent.is_dir():
         raise CliError(f"cannot write {args.output}: its folder does not exist")
-    engine, load_ms = load_engine(Qwen3EmbedEngine, args)
-    with progress_bar(texts, "Embedding") as progress:
-        result = engine.encode(
-            texts,
-            is_query=args.query,
-            instruction=args.instruction,
-            dimensions=args.dimensions,
-            normalize=not args.no_normalize,
-            progress=progress or False,
-        )
+    options = EmbedOptions(
+        instruction=args.instruction,
+        dimensions=args.dimensions,
+        normalize=not args.no_normalize,
+        max_tokens_per_pack=args.max_tokens_per_pack,
+    )
+    engine, load_ms = timed_load(lambda: Qwen3EmbedEngine.load(load_spec(args), options))
+    result = engine.encode(texts, is_query=args.query, progress=show_progress(texts))
     embeddings = np.asarray(result.embeddings, dtype=np.float32)  # [N, d], input order
     if args.output is None:
         write_jsonl({"index": i, "embedding": float32_values(row)} for i, row in enumerate(embeddings))
@@ -210,17 +185,6 @@ def run_demo(argv: list[str]) -> int:
     except ImportError as error:
         raise CliError(f"the demo cannot be imported: {error}") from error
     return demo.main(argv)
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    script = BENCH_DIR / f"{args.benchmark}.py"
-    if not script.is_file():
-        raise CliError(
-            f"the benchmarks ship with the source repository (bench/{args.benchmark}.py), not with the installed "
-            "package; clone the repository, `pip install -e '.[bench]'` and run `qwen3-rag bench` from there",
-            code=2,
-        )
-    return subprocess.run([sys.executable, str(script), *args.args], check=False).returncode
 
 
 # --- parser -----------------------------------------------------------------------------------------------------
@@ -281,7 +245,7 @@ def add_model_options(parser: argparse.ArgumentParser, default_model: str) -> No
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Qwen3 reranking and embedding from the command line, the RAG demo and the benchmarks.",
+        description="Qwen3 reranking and embedding from the command line, and the RAG demo.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -319,19 +283,6 @@ def build_parser() -> argparse.ArgumentParser:
     # `demo` is dispatched in main() before parsing: all its arguments, --help included, go to demo.main().
     commands.add_parser("demo", help="Run the RAG demo (its options: qwen3-rag demo --help).", add_help=False)
 
-    bench = add_command(
-        commands,
-        "bench",
-        "Run the repository's benchmark bench/rerank.py or bench/embed.py with the remaining arguments.",
-        f"{PROG} bench rerank --layers 1 --workload S --max-docs 20",
-    )
-    bench.add_argument("benchmark", choices=("rerank", "embed"), help="which benchmark script")
-    bench.add_argument(
-        "args",
-        nargs=argparse.REMAINDER,
-        help="arguments for the script (its own options: qwen3-rag bench rerank --help)",
-    )
-    bench.set_defaults(run=run_bench)
     return parser
 
 

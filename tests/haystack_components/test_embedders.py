@@ -159,15 +159,16 @@ def test_wrong_input_types_point_to_the_other_embedder():
         document.run("a string")
     with pytest.raises(TypeError, match="got list with a str entry"):
         document.run(["a", "b"])
-    assert text._engine is None and document._engine is None
+    assert not text.holder.loaded and not document.holder.loaded
 
 
 @pytest.mark.asyncio
 async def test_empty_documents_return_early_without_loading():
     embedder = Qwen3DocumentEmbedder("does/not-exist", local_files_only=True)
-    assert embedder.run([]) == {"documents": []}
-    assert await embedder.run_async([]) == {"documents": []}
-    assert embedder._engine is None
+    result = embedder.run([])
+    assert result["documents"] == [] and (result["meta"]["documents"], result["meta"]["dtype"]) == (0, "float32")
+    assert (await embedder.run_async([]))["documents"] == []
+    assert not embedder.holder.loaded
 
 
 # ---- on the tiny checkpoint -----------------------------------------------------------------------------------
@@ -243,9 +244,9 @@ def test_progress_bar_goes_to_stderr(embedder_model, documents, capsys):
 @pytest.mark.asyncio
 async def test_async_equals_sync(embedder_model, documents):
     text = Qwen3TextEmbedder(embedder_model, device=CPU, dimensions=32)
-    assert await text.run_async(QUERY) == text.run(QUERY)
+    assert (await text.run_async(QUERY))["embedding"] == text.run(QUERY)["embedding"]
     document = Qwen3DocumentEmbedder(embedder_model, device=CPU, progress_bar=False)
-    assert await document.run_async(documents) == document.run(documents)
+    assert (await document.run_async(documents))["documents"] == document.run(documents)["documents"]
 
 
 def test_text_and_document_embedders_share_one_model(embedder_model):
@@ -253,5 +254,16 @@ def test_text_and_document_embedders_share_one_model(embedder_model):
     document = Qwen3DocumentEmbedder(embedder_model, device=CPU, max_tokens_per_pack=64)
     text.warm_up()
     document.warm_up()
-    assert text._engine.model is document._engine.model
-    assert (text._engine.instruction, document._engine.max_tokens_per_pack) == ("A", 64)
+    assert text.holder.engine.model is document.holder.engine.model
+    assert (text.holder.engine.options.instruction, document.holder.engine.options.max_tokens_per_pack) == ("A", 64)
+
+
+def test_run_returns_the_meta_of_the_call(embedder_model, documents):
+    document = Qwen3DocumentEmbedder(embedder_model, device=CPU, progress_bar=False, max_tokens_per_pack=64)
+    result = document.run([*documents, documents[0]])
+    meta = result["meta"]
+    assert (meta["documents"], meta["unique_documents"], meta["device"], meta["dtype"]) == (7, 6, "cpu", "float32")
+    assert meta["packs"] > 1 and meta["tokens_computed"] > 0 and meta["elapsed_ms"] >= meta["compute_ms"] > 0
+    assert document.holder.last_meta.to_dict() == meta
+    text = Qwen3TextEmbedder(embedder_model, device=CPU)
+    assert text.run(QUERY)["meta"]["documents"] == 1

@@ -7,9 +7,11 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from haystack import DeserializationError, Document, Pipeline
 from haystack.components.retrievers.in_memory import InMemoryEmbeddingRetriever
 from haystack.components.writers import DocumentWriter
@@ -72,7 +74,10 @@ def indexed(embedder_model, documents) -> InMemoryDocumentStore:
 def test_indexing_pipeline_stores_the_engine_vectors(embedder_model, reference_embedder, documents):
     store = InMemoryDocumentStore(index=f"test-{uuid.uuid4()}")
     result = indexing_pipeline(embedder_model, store).run({"embedder": {"documents": documents}})
-    assert result == {"writer": {"documents_written": len(documents)}}
+    # The embedder's `meta` output is not connected, so the pipeline returns it (as for Haystack's own embedders).
+    assert result["writer"] == {"documents_written": len(documents)}
+    assert set(result) == {"writer", "embedder"} and set(result["embedder"]) == {"meta"}
+    assert result["embedder"]["meta"]["documents"] == len(documents)
     texts = ["\n".join([*([d.meta["title"]] if d.meta.get("title") else []), d.content]) for d in documents]
     expected = dict(zip((d.id for d in documents), reference_embedder.encode(texts).embeddings, strict=True))
     stored = store.filter_documents()
@@ -184,3 +189,37 @@ def test_import_without_haystack_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "haystack", None)
     with pytest.raises(ImportError, match=r'pip install "qwen3-rag-components\[haystack\]"'):
         import qwen3_rag_components.haystack  # noqa: F401
+
+
+SAVED_BY_0_1 = Path(__file__).parent / "data" / "pipeline-0.1.0.yaml"  # written by version 0.1.0's Pipeline.dumps()
+
+
+def test_a_pipeline_saved_by_0_1_loads_and_runs_unchanged(
+    embedder_model, reranker_model, reference_embedder, reference_reranker, documents
+):
+    text = SAVED_BY_0_1.read_text().replace("EMBEDDER_PATH", embedder_model).replace("RERANKER_PATH", reranker_model)
+    pipeline = Pipeline.loads(text)
+    assert pipeline.to_dict()["components"] == yaml.safe_load(text)["components"]  # saves back the same
+
+    # Every saved option reaches the engine: compare with the engine called with the same options.
+    doc_embedder = pipeline.get_component("doc_embedder")
+    embedded = doc_embedder.run(documents)["documents"]
+    doc_texts = [" | ".join([*([d.meta["title"]] if d.meta.get("title") else []), d.content]) for d in documents]
+    engine = reference_embedder.with_options(max_length=512, max_tokens_per_pack=256)
+    expected = engine.encode(doc_texts, dimensions=16).embeddings
+    assert np.abs(np.array([d.embedding for d in embedded]) - expected).max() <= 1e-5
+    pipeline.get_component("retriever").document_store.write_documents(embedded)
+
+    inputs = {"text_embedder": {"text": QUERY}, "ranker": {"query": QUERY}, "doc_embedder": {"documents": documents}}
+    result = pipeline.run(inputs)
+    ranked = result["ranker"]["documents"]
+    assert len(ranked) == 3 and result["ranker"]["meta"]["unique_documents"] == 4  # retriever top_k=4, ranker top_k=3
+    by_id = {d.id: d for d in documents}
+    texts = [
+        ": ".join([*([by_id[d.id].meta["title"]] if by_id[d.id].meta.get("title") else []), d.content]) for d in ranked
+    ]
+    logits = reference_reranker.with_options(max_length=1024).score(
+        QUERY, texts, instruction="Judge relevance", return_logits=True
+    )
+    assert max(abs(d.score - s) for d, s in zip(ranked, logits, strict=True)) <= 1e-5  # scale_score=False: logits
+    assert [d.score for d in ranked] == sorted((d.score for d in ranked), reverse=True)

@@ -10,6 +10,7 @@ from haystack import Document
 from haystack.utils import ComponentDevice, Secret
 
 import qwen3_rag_components.engine.cache as engine_cache
+from qwen3_rag_components import LoadSpec, Qwen3RerankEngine
 from qwen3_rag_components.haystack import Qwen3Ranker
 
 from .conftest import CPU
@@ -120,7 +121,7 @@ def test_from_dict_round_trip_leaves_input_unchanged():
     assert ranker.device == ComponentDevice.from_str("cuda:1")
     assert ranker.token == Secret.from_env_var("MY_TOKEN")
     assert ranker.to_dict() == CUSTOM_DICT
-    assert ranker._engine is None  # nothing loaded
+    assert not ranker.holder.loaded  # nothing loaded
 
 
 def test_from_dict_with_missing_parameters_uses_defaults():
@@ -158,20 +159,22 @@ def test_run_errors_without_loading():
         ranker.run(QUERY, "a document")
     with pytest.raises(TypeError, match="got list with a str entry"):
         ranker.run(QUERY, [Document(content="x"), "y"])
-    assert ranker._engine is None
+    assert not ranker.holder.loaded
 
 
 def test_empty_input_returns_early_without_loading():
     ranker = Qwen3Ranker("does/not-exist", local_files_only=True)
-    assert ranker.run(QUERY, []) == {"documents": []}
-    assert ranker._engine is None
+    result = ranker.run(QUERY, [])
+    assert result["documents"] == []
+    assert (result["meta"]["documents"], result["meta"]["packs"], result["meta"]["device"]) == (0, 0, "cpu")
+    assert not ranker.holder.loaded
 
 
 @pytest.mark.asyncio
 async def test_empty_input_async():
     ranker = Qwen3Ranker("does/not-exist", local_files_only=True)
-    assert await ranker.run_async(QUERY, []) == {"documents": []}
-    assert ranker._engine is None
+    assert (await ranker.run_async(QUERY, []))["documents"] == []
+    assert not ranker.holder.loaded
 
 
 # ---- on the tiny checkpoint -----------------------------------------------------------------------------------
@@ -219,13 +222,15 @@ def test_top_k_and_score_threshold(ranker, documents):
     assert len(ranker.run(QUERY, documents)["documents"]) == 1
 
 
-def test_duplicates_are_scored_once_and_returned_once(ranker, documents):
+def test_duplicates_are_scored_once_and_returned_once(ranker, documents, monkeypatch):
     low = Document(id="dup", content="Beijing is the capital of China.", meta={"copy": "low"}, score=0.1)
     high = Document(id="dup", content="Beijing is the capital of China.", meta={"copy": "high"}, score=0.9)
     calls = []
-    ranker.warm_up()
-    engine_score = ranker._engine.score
-    ranker._engine.score = lambda query, texts, **kw: calls.append(list(texts)) or engine_score(query, texts, **kw)
+    engine = ranker.holder.engine
+    score = engine.score_with_meta
+    monkeypatch.setattr(
+        engine, "score_with_meta", lambda query, texts, **kw: calls.append(texts) or score(query, texts, **kw)
+    )
     result = ranker.run(QUERY, [low, *documents, high, documents[0]])["documents"]
     assert [len(texts) for texts in calls] == [len(documents) + 1]
     assert sorted(d.id for d in result) == sorted([*(d.id for d in documents), "dup"])
@@ -281,10 +286,10 @@ async def test_async_equals_sync(ranker, documents):
 async def test_warm_up_async_loads_once(reranker_model):
     ranker = Qwen3Ranker(reranker_model, device=CPU)
     await ranker.warm_up_async()
-    engine = ranker._engine
-    assert engine is not None
+    engine = ranker.holder.engine
+    assert ranker.holder.loaded
     ranker.warm_up()
-    assert ranker._engine is engine
+    assert ranker.holder.engine is engine
 
 
 def test_rankers_with_the_same_model_share_one_engine(reranker_model):
@@ -292,10 +297,10 @@ def test_rankers_with_the_same_model_share_one_engine(reranker_model):
     second = Qwen3Ranker(reranker_model, device=CPU, dtype="float32", max_length=1024, instruction="Other task")
     first.warm_up()
     second.warm_up()
-    placement = ("Qwen3RerankEngine", reranker_model, "cpu", "torch.float32", False)  # dtype None resolves to fp32
-    keys = [key for key in engine_cache._engines if key[:5] == placement]
-    assert len(keys) == 1  # one load (here or in an earlier test); the options are applied on copies sharing it
-    assert second._engine.model is first._engine.model
-    assert second._engine.yes_no_head is first._engine.yes_no_head
-    assert (first._engine.max_length, second._engine.max_length) == (8192, 1024)
-    assert second._engine.instruction == "Other task"
+    loaded = LoadSpec(reranker_model, device="cpu", dtype="float32").resolved()  # dtype None resolves to fp32
+    assert sum(key == (Qwen3RerankEngine, loaded) for key in engine_cache._engines) == 1
+    # One load (here or in an earlier test); the options are applied on copies sharing it.
+    first_engine, second_engine = first.holder.engine, second.holder.engine
+    assert second_engine.model is first_engine.model and second_engine.head is first_engine.head
+    assert (first_engine.options.max_length, second_engine.options.max_length) == (8192, 1024)
+    assert second_engine.options.instruction == "Other task"

@@ -35,9 +35,11 @@ def test_documents_and_queries_equal_the_engine(make_embeddings, reference_embed
     assert not close(embeddings.embed_query(QUERY), embeddings.embed_documents([QUERY])[0])  # instruction is used
 
 
-def test_query_instruction(make_embeddings, reference_embedder):
+def test_instruction(make_embeddings, reference_embedder):
     instruction = "Retrieve code snippets"
-    embeddings = make_embeddings(query_instruction=instruction)
+    embeddings = make_embeddings(instruction=instruction)
+    with pytest.warns(DeprecationWarning, match=r"query_instruction=\.\.\.\) is now instruction="):
+        assert make_embeddings(query_instruction=instruction).instruction == instruction
     assert close(embeddings.embed_query(QUERY), reference_embedder.embed_queries([QUERY], instruction=instruction)[0])
     assert close(embeddings.embed_documents(TEXTS), reference_embedder.embed_documents(TEXTS))  # documents: none
 
@@ -66,15 +68,19 @@ async def test_async_equals_sync(make_embeddings):
 def test_empty_input_returns_nothing_without_loading_the_model():
     embeddings = Qwen3Embeddings(model="/does/not/exist", local_files_only=True)
     assert embeddings.embed_documents([]) == []
-    assert embeddings._engine is None
+    assert not embeddings.holder.loaded
 
 
 def test_instances_share_one_loaded_model(make_embeddings, embedder_model):
     first, second = make_embeddings(), make_embeddings(max_tokens_per_pack=64, dimensions=8)
-    assert first._get_engine().model is second._get_engine().model
+    assert first.holder.engine.model is second.holder.engine.model
     shared = get_engine(Qwen3EmbedEngine, embedder_model, device="cpu", local_files_only=True)
-    assert first._get_engine().model is shared.model
-    assert second._get_engine().max_tokens_per_pack == 64
+    assert first.holder.engine.model is shared.model
+    assert second.holder.engine.options.max_tokens_per_pack == 64
+    second.embed_documents(TEXTS)
+    meta = second.last_meta
+    assert (meta.documents, meta.unique_documents, meta.packs) == (len(TEXTS), len(set(TEXTS)), 1)
+    assert first.last_meta is None
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ import pytest
 from langchain_core.documents import Document
 from pydantic import ValidationError
 
-import qwen3_rag_components.langchain._common as common_module
-from qwen3_rag_components import Qwen3RerankEngine, get_engine
-from qwen3_rag_components.engine.cache import get_adapter_engine
+import qwen3_rag_components.engine.holder as holder_module
+from qwen3_rag_components import Qwen3RerankEngine, RerankOptions, get_engine
+from qwen3_rag_components.engine import shared_engine
 from qwen3_rag_components.langchain import Qwen3Reranker
 
 TOLERANCE = 1e-6
@@ -115,7 +115,7 @@ def test_empty_input_returns_nothing_without_loading_the_model():
     reranker = Qwen3Reranker(model="/does/not/exist", local_files_only=True)
     assert reranker.compress_documents([], QUERY) == []
     assert reranker.rerank([], QUERY) == []
-    assert reranker._engine is None
+    assert not reranker.holder.loaded and reranker.last_meta is None
 
 
 async def test_async_equals_sync(make_reranker):
@@ -127,28 +127,41 @@ async def test_async_equals_sync(make_reranker):
 
 def test_instances_share_one_loaded_model(make_reranker, reranker_model):
     first, second = make_reranker(), make_reranker(top_n=1, instruction="Find code", max_docs_per_pack=2)
-    assert first._get_engine().model is second._get_engine().model
+    assert first.holder.engine.model is second.holder.engine.model
     # The same shared cache the Haystack components load from.
     shared = get_engine(Qwen3RerankEngine, reranker_model, device="cpu", local_files_only=True)
-    assert first._get_engine().model is shared.model
-    assert second._get_engine().instruction == "Find code" and second._get_engine().max_docs_per_pack == 2
+    assert first.holder.engine.model is shared.model
+    assert second.holder.engine.options == RerankOptions(instruction="Find code", max_docs_per_pack=2)
+
+
+def test_last_meta_and_changed_fields(make_reranker):
+    reranker = make_reranker(top_n=None)
+    reranker.rerank(TEXTS, QUERY)
+    meta = reranker.last_meta
+    assert (meta.documents, meta.unique_documents, meta.packs, meta.device) == (len(TEXTS), len(TEXTS), 1, "cpu")
+    small = reranker.model_copy(update={"max_docs_per_pack": 1})
+    assert (
+        small.holder.engine.options.max_docs_per_pack == 1 and reranker.holder.engine.options.max_docs_per_pack is None
+    )
+    small.rerank(TEXTS, QUERY)
+    assert small.last_meta.packs == len(TEXTS) and reranker.last_meta is meta
 
 
 def test_concurrent_first_use_loads_once(make_reranker, monkeypatch):
     calls = []
 
-    def slow_get_adapter_engine(*args, **kwargs):
+    def slow_shared_engine(*args, **kwargs):
         calls.append(args)
         time.sleep(0.05)
-        return get_adapter_engine(*args, **kwargs)
+        return shared_engine(*args, **kwargs)
 
-    monkeypatch.setattr(common_module, "get_adapter_engine", slow_get_adapter_engine)
+    monkeypatch.setattr(holder_module, "shared_engine", slow_shared_engine)
     reranker = make_reranker()
     barrier = threading.Barrier(4)
 
     def first_use(_):
         barrier.wait()
-        return reranker._get_engine()
+        return reranker.holder.engine
 
     with ThreadPoolExecutor(4) as pool:
         engines = list(pool.map(first_use, range(4)))

@@ -1,7 +1,7 @@
 """One loaded engine per (kind, checkpoint, device, dtype, hub options), shared by every component that asks for it.
 
-Options that do not need another model load (instruction, max_length, pack budget) are applied with
-``engine.with_options(...)``, which shares the loaded weights.
+Options that do not need another model load (instruction, max_length, pack budget, ...) are applied with
+``engine.with_options(...)``, which shares the loaded weights and the model's scheduler.
 """
 
 from __future__ import annotations
@@ -12,13 +12,25 @@ from typing import Any, TypeVar
 import torch
 
 from .embed import Qwen3EmbedEngine
-from .loading import resolve_device, resolve_dtype
+from .options import EmbedOptions, LoadSpec, RerankOptions
 from .rerank import Qwen3RerankEngine
 
 EngineT = TypeVar("EngineT", Qwen3RerankEngine, Qwen3EmbedEngine)
 
-_engines: dict[tuple[Any, ...], Any] = {}
+_engines: dict[tuple[type, LoadSpec], Any] = {}
 _lock = threading.Lock()
+
+
+def shared_engine(
+    engine_class: type[EngineT], spec: LoadSpec, options: RerankOptions | EmbedOptions | None = None
+) -> EngineT:
+    """The engine of this process for ``spec`` (loaded on first use) with ``options`` applied."""
+    key = (engine_class, spec.resolved())
+    with _lock:  # one load per key, even when components warm up from several threads at once
+        engine = _engines.get(key)
+        if engine is None:
+            engine = _engines[key] = engine_class.load(key[1])
+    return engine if options is None else engine.with_options(options)
 
 
 def get_engine(
@@ -32,44 +44,9 @@ def get_engine(
     token: str | bool | None = None,
     **options: Any,
 ) -> EngineT:
-    """The shared engine for this checkpoint and placement, loaded on first use, with ``options`` applied."""
-    resolved_device = resolve_device(device)
-    resolved_dtype = resolve_dtype(dtype, resolved_device)
-    key = (engine_class.__name__, model, str(resolved_device), str(resolved_dtype), local_files_only, revision, token)
-    with _lock:  # one load per key, even when components warm up from several threads at once
-        engine = _engines.get(key)
-        if engine is None:
-            engine = engine_class.from_pretrained(
-                model,
-                device=resolved_device,
-                dtype=resolved_dtype,
-                local_files_only=local_files_only,
-                revision=revision,
-                token=token,
-            )
-            _engines[key] = engine
+    """The shared engine for this checkpoint and placement, loaded on first use, with ``options`` changed."""
+    engine = shared_engine(engine_class, LoadSpec(model, device, dtype, local_files_only, revision, token))
     return engine.with_options(**options) if options else engine
-
-
-def get_adapter_engine(adapter: Any, *, device: str | torch.device | None, token: str | bool | None) -> Any:
-    """The shared engine of a framework adapter (Haystack component, LangChain class, Ray callable).
-
-    ``adapter.engine_class`` is the engine; ``model``, ``dtype``, ``local_files_only``, ``revision`` and every engine
-    option (``engine_class.option_names``) are read from the adapter's same-named attributes, where it has them.
-    ``device`` and ``token`` come resolved, since each framework stores them its own way.
-    """
-    engine_class = adapter.engine_class
-    options = {name: getattr(adapter, name) for name in engine_class.option_names if hasattr(adapter, name)}
-    return get_engine(
-        engine_class,
-        adapter.model,
-        device=device,
-        dtype=adapter.dtype,
-        local_files_only=adapter.local_files_only,
-        revision=adapter.revision,
-        token=token,
-        **options,
-    )
 
 
 def clear_engine_cache() -> None:

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from .forward import PackedRun
-from .loading import EngineOptions, Progress, RunMeta, check_positive_int, load_qwen3, progress_callback, run_meta
+from .heads import check_dimensions, embedding_head
+from .loading import load_qwen3
+from .meta import Progress, RunMeta, progress_callback, run_meta
+from .options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, EmbedOptions, HasOptions, LoadSpec
 from .packing import dedup
 from .prompts import (
     DEFAULT_EMBED_INSTRUCTION,
@@ -25,25 +27,13 @@ from .prompts import (
 )
 from .scheduler import Job, PackScheduler
 
-DEFAULT_MAX_TOKENS_PER_PACK = 8192
-
-
-def check_dimensions(dimensions: object, hidden_size: int) -> None:
-    """``dimensions`` must be ``None`` or an int from 1 to the hidden size (MRL keeps a prefix of the vector)."""
-    if dimensions is not None and (
-        isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= hidden_size
-    ):
-        raise ValueError(
-            f"dimensions={dimensions!r} is out of range: use an int from 1 to {hidden_size} (this model's "
-            "hidden size), or None for the full vector."
-        )
-
 
 @dataclass(frozen=True)
 class _EmbedPlan:
     job: Job
     text_index: list[int]  # item of each input text
     dimensions: int | None
+    normalize: bool
     truncated_documents: int
 
 
@@ -53,7 +43,7 @@ class EmbedResult:
     meta: RunMeta
 
 
-class Qwen3EmbedEngine(EngineOptions):
+class Qwen3EmbedEngine(HasOptions):
     """Embeds texts with a Qwen3-Embedding checkpoint, packing many texts per forward pass.
 
     Vectors equal the official model-card computation: queries are ``"Instruct: {instruction}\\nQuery:{query}"``,
@@ -69,19 +59,10 @@ class Qwen3EmbedEngine(EngineOptions):
         >>> query = engine.embed_queries(["What is the capital of China?"])[0]
     """
 
-    option_names = ("instruction", "max_length", "max_tokens_per_pack")
-
     def __init__(
-        self,
-        model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        *,
-        instruction: str | None = None,
-        max_length: int = 8192,
-        max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, options: EmbedOptions | None = None
     ) -> None:
         self.text = TextTokenizer(tokenizer)
-        self._set_options(instruction, max_length, max_tokens_per_pack)
         self.endoftext_id = self.text.token_id(ENDOFTEXT)
         # Qwen3ForCausalLM checkpoints carry the base model under .model; the head is not needed.
         self.model = getattr(model, "model", model).eval()
@@ -89,15 +70,17 @@ class Qwen3EmbedEngine(EngineOptions):
         self.hidden_size: int = self.model.config.hidden_size
         self.device = self.model.embed_tokens.weight.device
         self.dtype = self.model.embed_tokens.weight.dtype
+        self.options = self._check_options(options or EmbedOptions())
 
-    def _set_options(self, instruction: str | None, max_length: int, max_tokens_per_pack: int) -> None:
-        check_positive_int("max_tokens_per_pack", max_tokens_per_pack)
-        check_positive_int("max_length", max_length)
-        if max_length < 2:
-            raise ValueError(f"max_length={max_length} leaves no room for text before <|endoftext|>; use >= 2.")
-        self.instruction = check_instruction(instruction, DEFAULT_EMBED_INSTRUCTION)
-        self.max_length = max_length
-        self.max_tokens_per_pack = max_tokens_per_pack
+    def _check_options(self, options: EmbedOptions) -> EmbedOptions:
+        check_dimensions(options.dimensions, self.hidden_size)
+        return options
+
+    @classmethod
+    def load(cls, spec: LoadSpec, options: EmbedOptions | None = None) -> Qwen3EmbedEngine:
+        """Load the checkpoint ``spec`` names; :meth:`from_pretrained` with the options as data."""
+        model, tokenizer = load_qwen3(AutoModel, spec)
+        return cls(model, tokenizer, options)
 
     @classmethod
     def from_pretrained(
@@ -107,7 +90,9 @@ class Qwen3EmbedEngine(EngineOptions):
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         instruction: str | None = None,
-        max_length: int = 8192,
+        dimensions: int | None = None,
+        normalize: bool = True,
+        max_length: int = DEFAULT_MAX_LENGTH,
         max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
         local_files_only: bool = False,
         revision: str | None = None,
@@ -115,23 +100,17 @@ class Qwen3EmbedEngine(EngineOptions):
     ) -> Qwen3EmbedEngine:
         """Load a Qwen3-Embedding checkpoint (``Qwen3Model`` or ``Qwen3ForCausalLM``) from a hub id or a folder.
 
-        ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and fp32 on CPU.
+        ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and fp32 on CPU. The other
+        arguments are :class:`~qwen3_rag_components.engine.options.LoadSpec` and
+        :class:`~qwen3_rag_components.engine.options.EmbedOptions` fields; ``dimensions`` and ``normalize`` are the
+        defaults of every call.
         """
-        model, tokenizer = load_qwen3(
-            AutoModel,
-            model_name_or_path,
-            device=device,
-            dtype=dtype,
-            local_files_only=local_files_only,
-            revision=revision,
-            token=token,
-        )
-        return cls(
-            model, tokenizer, instruction=instruction, max_length=max_length, max_tokens_per_pack=max_tokens_per_pack
-        )
+        spec = LoadSpec(model_name_or_path, device, dtype, local_files_only, revision, token)
+        options = EmbedOptions(instruction, dimensions, normalize, max_length, max_tokens_per_pack)
+        return cls.load(spec, options)
 
     def embed_documents(
-        self, texts: Sequence[str], *, dimensions: int | None = None, normalize: bool = True
+        self, texts: Sequence[str], *, dimensions: int | None = None, normalize: bool | None = None
     ) -> list[list[float]]:
         """One vector per document, in input order (no instruction, as in the official code)."""
         return self.encode(texts, dimensions=dimensions, normalize=normalize).embeddings.tolist()
@@ -142,14 +121,14 @@ class Qwen3EmbedEngine(EngineOptions):
         *,
         instruction: str | None = None,
         dimensions: int | None = None,
-        normalize: bool = True,
+        normalize: bool | None = None,
     ) -> list[list[float]]:
         """One vector per query, formatted as ``Instruct: {instruction}\\nQuery:{query}``."""
         result = self.encode(texts, is_query=True, instruction=instruction, dimensions=dimensions, normalize=normalize)
         return result.embeddings.tolist()
 
     def embed_documents_with_meta(
-        self, texts: Sequence[str], *, dimensions: int | None = None, normalize: bool = True
+        self, texts: Sequence[str], *, dimensions: int | None = None, normalize: bool | None = None
     ) -> EmbedResult:
         return self.encode(texts, dimensions=dimensions, normalize=normalize)
 
@@ -159,7 +138,7 @@ class Qwen3EmbedEngine(EngineOptions):
         *,
         instruction: str | None = None,
         dimensions: int | None = None,
-        normalize: bool = True,
+        normalize: bool | None = None,
     ) -> EmbedResult:
         return self.encode(texts, is_query=True, instruction=instruction, dimensions=dimensions, normalize=normalize)
 
@@ -170,18 +149,19 @@ class Qwen3EmbedEngine(EngineOptions):
         is_query: bool = False,
         instruction: str | None = None,
         dimensions: int | None = None,
-        normalize: bool = True,
+        normalize: bool | None = None,
         progress: bool | Progress = False,
     ) -> EmbedResult:
         """Embeddings as a float32 ``[N, dimensions]`` array plus meta; the form to use for large corpora.
 
+        ``instruction``, ``dimensions`` and ``normalize`` left at ``None`` take the engine's options.
         ``progress=True`` shows a tqdm bar; a callable gets ``(done, total)`` after each pack.
         """
         start = time.perf_counter()
-        plan = self._plan(texts, is_query, instruction, dimensions)
-        with progress_callback(progress, len(plan.job.items)) as callback:
+        plan = self._plan(texts, is_query, instruction, dimensions, normalize)
+        with progress_callback(progress, len(plan.job.items), "Embedding") as callback:
             run = self.scheduler.run(plan.job, callback)
-        return self._vectors(plan, run, normalize, start)
+        return self._vectors(plan, run, start)
 
     async def encode_async(
         self,
@@ -190,43 +170,53 @@ class Qwen3EmbedEngine(EngineOptions):
         is_query: bool = False,
         instruction: str | None = None,
         dimensions: int | None = None,
-        normalize: bool = True,
+        normalize: bool | None = None,
         progress: bool | Progress = False,
     ) -> EmbedResult:
         """:meth:`encode` for the event loop: awaits the model's scheduler; cancelling drops the unstarted packs."""
         start = time.perf_counter()
-        plan = await asyncio.to_thread(self._plan, texts, is_query, instruction, dimensions)  # tokenizing: off the loop
-        with progress_callback(progress, len(plan.job.items)) as callback:
+        # tokenizing: off the loop
+        plan = await asyncio.to_thread(self._plan, texts, is_query, instruction, dimensions, normalize)
+        with progress_callback(progress, len(plan.job.items), "Embedding") as callback:
             run = await self.scheduler.run_async(plan.job, callback)
-        return self._vectors(plan, run, normalize, start)
+        return self._vectors(plan, run, start)
 
     def _plan(
-        self, texts: Sequence[str], is_query: bool, instruction: str | None, dimensions: int | None
+        self,
+        texts: Sequence[str],
+        is_query: bool,
+        instruction: str | None,
+        dimensions: int | None,
+        normalize: bool | None,
     ) -> _EmbedPlan:
         """Check and tokenize: one item per distinct text, cut to ``max_length - 1`` tokens plus <|endoftext|>."""
+        options = self.options
         check_texts(texts, "texts")
+        dimensions = options.dimensions if dimensions is None else dimensions
         check_dimensions(dimensions, self.hidden_size)
+        normalize = options.normalize if normalize is None else normalize
         if is_query:
-            instruction = check_instruction(instruction, self.instruction)
+            default = DEFAULT_EMBED_INSTRUCTION if options.instruction is None else options.instruction
+            instruction = check_instruction(instruction, default)
             texts = [embed_query_text(instruction, text) for text in texts]
         elif instruction is not None:
             raise ValueError("instruction applies to queries only; documents are embedded without one.")
 
         unique_texts, text_index = dedup(list(texts))
         ids = self.text.plain_ids(unique_texts)
-        items = [tokens[: self.max_length - 1] + [self.endoftext_id] for tokens in ids]
+        kept = options.max_length - 1
+        items = [tokens[:kept] + [self.endoftext_id] for tokens in ids]
         return _EmbedPlan(
-            job=Job([[]], [0] * len(items), items, self.max_tokens_per_pack, None),
+            job=Job([[]], [0] * len(items), items, options.max_tokens_per_pack, None),
             text_index=text_index,
             dimensions=dimensions,
-            truncated_documents=sum(len(ids[i]) > self.max_length - 1 for i in text_index),
+            normalize=normalize,
+            truncated_documents=sum(len(ids[i]) > kept for i in text_index),
         )
 
-    def _vectors(self, plan: _EmbedPlan, run: PackedRun, normalize: bool, start: float) -> EmbedResult:
-        """Last-token states, MRL cut and L2 normalisation, back in input order."""
-        vectors = run.hidden.float()[:, : plan.dimensions]  # [U, d]
-        if normalize:
-            vectors = F.normalize(vectors, p=2, dim=-1)
+    def _vectors(self, plan: _EmbedPlan, run: PackedRun, start: float) -> EmbedResult:
+        """The embedding head (MRL cut, L2 normalisation) at each item's last token, back in input order."""
+        vectors = embedding_head(run.hidden, plan.dimensions, plan.normalize)  # [U, d]
         embeddings = (
             vectors.cpu().numpy()[plan.text_index]
             if plan.text_index

@@ -11,7 +11,10 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from .forward import PackedRun
-from .loading import EngineOptions, Progress, RunMeta, check_positive_int, load_qwen3, run_meta
+from .heads import YesNoHead
+from .loading import load_qwen3
+from .meta import Progress, RunMeta, progress_callback, run_meta
+from .options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, HasOptions, LoadSpec, RerankOptions
 from .packing import dedup
 from .prompts import (
     DEFAULT_RERANK_INSTRUCTION,
@@ -25,8 +28,6 @@ from .prompts import (
     rerank_query_body,
 )
 from .scheduler import Job, PackScheduler
-
-DEFAULT_MAX_TOKENS_PER_PACK = 8192
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class BatchScoreResult:
     meta: RunMeta
 
 
-class Qwen3RerankEngine(EngineOptions):
+class Qwen3RerankEngine(HasOptions):
     """Scores documents against a query with a Qwen3-Reranker checkpoint, packing many documents per forward pass.
 
     Scores equal the official model-card computation: ``P(yes) = softmax([logit_no, logit_yes])[1]`` at the last
@@ -68,49 +69,37 @@ class Qwen3RerankEngine(EngineOptions):
         [0.99..., 0.00...]
     """
 
-    option_names = ("instruction", "max_length", "max_tokens_per_pack", "max_docs_per_pack")
-
     def __init__(
-        self,
-        model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        *,
-        instruction: str | None = None,
-        max_length: int = 8192,
-        max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
-        max_docs_per_pack: int | None = None,
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, options: RerankOptions | None = None
     ) -> None:
         self.text = TextTokenizer(tokenizer)
         self.prefix_ids = self.text.template_ids(RERANK_PREFIX)
         self.suffix_ids = self.text.template_ids(RERANK_SUFFIX)
-        self._set_options(instruction, max_length, max_tokens_per_pack, max_docs_per_pack)
-        head = model.get_output_embeddings()
-        if head is None:
+        self.options = self._check_options(options or RerankOptions())
+        output_embeddings = model.get_output_embeddings()
+        if output_embeddings is None:
             raise ValueError("The reranker needs a causal-LM checkpoint with an output head (Qwen3ForCausalLM).")
-        yes, no = self.text.token_id("yes"), self.text.token_id("no")
-        # [2, C] fp32: the only rows of the head the score needs (the input embedding when tied).
-        self.yes_no_head = head.weight.detach()[[yes, no]].float().clone()
+        self.head = YesNoHead(output_embeddings.weight, self.text.token_id("yes"), self.text.token_id("no"))
         self.model = model.model.eval()
         self.scheduler = PackScheduler(self.model)  # one queue for this model, shared by with_options copies
         self.device = self.model.embed_tokens.weight.device
         self.dtype = self.model.embed_tokens.weight.dtype
 
-    def _set_options(
-        self, instruction: str | None, max_length: int, max_tokens_per_pack: int, max_docs_per_pack: int | None
-    ) -> None:
-        check_positive_int("max_length", max_length)
-        check_positive_int("max_tokens_per_pack", max_tokens_per_pack)
-        check_positive_int("max_docs_per_pack", max_docs_per_pack, optional=True)
-        if max_length <= len(self.prefix_ids) + len(self.suffix_ids):
+    def _check_options(self, options: RerankOptions) -> RerankOptions:
+        fixed = len(self.prefix_ids) + len(self.suffix_ids)
+        if options.max_length <= fixed:
             raise ValueError(
-                f"max_length={max_length} leaves no room for the query and document: the official prompt's fixed "
-                f"prefix and suffix alone take {len(self.prefix_ids) + len(self.suffix_ids)} tokens. "
-                "Use a larger max_length (the official value is 8192)."
+                f"max_length={options.max_length} leaves no room for the query and document: the official prompt's "
+                f"fixed prefix and suffix alone take {fixed} tokens. Use a larger max_length (the official value is "
+                f"{DEFAULT_MAX_LENGTH})."
             )
-        self.instruction = check_instruction(instruction, DEFAULT_RERANK_INSTRUCTION)
-        self.max_length = max_length
-        self.max_tokens_per_pack = max_tokens_per_pack
-        self.max_docs_per_pack = max_docs_per_pack
+        return options
+
+    @classmethod
+    def load(cls, spec: LoadSpec, options: RerankOptions | None = None) -> Qwen3RerankEngine:
+        """Load the checkpoint ``spec`` names; :meth:`from_pretrained` with the options as data."""
+        model, tokenizer = load_qwen3(AutoModelForCausalLM, spec)
+        return cls(model, tokenizer, options)
 
     @classmethod
     def from_pretrained(
@@ -120,7 +109,7 @@ class Qwen3RerankEngine(EngineOptions):
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         instruction: str | None = None,
-        max_length: int = 8192,
+        max_length: int = DEFAULT_MAX_LENGTH,
         max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
         max_docs_per_pack: int | None = None,
         local_files_only: bool = False,
@@ -129,25 +118,13 @@ class Qwen3RerankEngine(EngineOptions):
     ) -> Qwen3RerankEngine:
         """Load a Qwen3-Reranker from a hub id or a local folder (safetensors, no remote code).
 
-        ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and fp32 on CPU.
+        ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and fp32 on CPU. The other
+        arguments are :class:`~qwen3_rag_components.engine.options.LoadSpec` and
+        :class:`~qwen3_rag_components.engine.options.RerankOptions` fields.
         """
-        model, tokenizer = load_qwen3(
-            AutoModelForCausalLM,
-            model_name_or_path,
-            device=device,
-            dtype=dtype,
-            local_files_only=local_files_only,
-            revision=revision,
-            token=token,
-        )
-        return cls(
-            model,
-            tokenizer,
-            instruction=instruction,
-            max_length=max_length,
-            max_tokens_per_pack=max_tokens_per_pack,
-            max_docs_per_pack=max_docs_per_pack,
-        )
+        spec = LoadSpec(model_name_or_path, device, dtype, local_files_only, revision, token)
+        options = RerankOptions(instruction, max_length, max_tokens_per_pack, max_docs_per_pack)
+        return cls.load(spec, options)
 
     def score(
         self, query: str, documents: Sequence[str], *, instruction: str | None = None, return_logits: bool = False
@@ -177,21 +154,32 @@ class Qwen3RerankEngine(EngineOptions):
         *,
         instruction: str | None = None,
         return_logits: bool = False,
-        progress: Progress | None = None,
+        progress: bool | Progress = False,
     ) -> BatchScoreResult:
-        """Like :meth:`score_batch`, plus meta; ``progress(done, total)`` is called after each pack."""
+        """Like :meth:`score_batch`, plus meta; ``progress``: a tqdm bar (``True``) or ``progress(done, total)``."""
         start = time.perf_counter()
         plan = self._plan(requests, instruction)
-        return self._scores(plan, self.scheduler.run(plan.job, progress), return_logits, start)
+        with progress_callback(progress, len(plan.job.items), "Reranking") as callback:
+            run = self.scheduler.run(plan.job, callback)
+        return self._scores(plan, run, return_logits, start)
 
     async def score_async(
         self, query: str, documents: Sequence[str], *, instruction: str | None = None, return_logits: bool = False
     ) -> list[float]:
         """:meth:`score` for the event loop: awaits the model's scheduler; cancelling drops the unstarted packs."""
+        result = await self.score_with_meta_async(
+            query, documents, instruction=instruction, return_logits=return_logits
+        )
+        return result.scores
+
+    async def score_with_meta_async(
+        self, query: str, documents: Sequence[str], *, instruction: str | None = None, return_logits: bool = False
+    ) -> ScoreResult:
+        """:meth:`score_with_meta` for the event loop."""
         result = await self.score_batch_with_meta_async(
             [(query, documents)], instruction=instruction, return_logits=return_logits
         )
-        return result.scores[0]
+        return ScoreResult(result.scores[0], result.meta)
 
     async def score_batch_with_meta_async(
         self,
@@ -199,16 +187,19 @@ class Qwen3RerankEngine(EngineOptions):
         *,
         instruction: str | None = None,
         return_logits: bool = False,
-        progress: Progress | None = None,
+        progress: bool | Progress = False,
     ) -> BatchScoreResult:
         """:meth:`score_batch_with_meta` for the event loop (tokenizing runs in a worker thread)."""
         start = time.perf_counter()
         plan = await asyncio.to_thread(self._plan, requests, instruction)
-        return self._scores(plan, await self.scheduler.run_async(plan.job, progress), return_logits, start)
+        with progress_callback(progress, len(plan.job.items), "Reranking") as callback:
+            run = await self.scheduler.run_async(plan.job, callback)
+        return self._scores(plan, run, return_logits, start)
 
     def _plan(self, requests: Sequence[tuple[str, Sequence[str]]], instruction: str | None) -> _RerankPlan:
         """Check and tokenize: one group per distinct query part, one item per distinct (query, document) pair."""
-        instruction = check_instruction(instruction, self.instruction)
+        default = DEFAULT_RERANK_INSTRUCTION if self.options.instruction is None else self.options.instruction
+        instruction = check_instruction(instruction, default)
         queries, documents = self._check_requests(requests)
 
         # Query parts: dedup identical queries, tokenize once, and work out each one's document budget.
@@ -225,7 +216,8 @@ class Qwen3RerankEngine(EngineOptions):
         pair_keys = [(query_of_request[r], doc_index[k]) for k, r in enumerate(request_of_doc)]
         unique_pairs, pair_of_doc = dedup(pair_keys)
         items = [doc_ids[d][: budgets[q]] + self.suffix_ids for q, d in unique_pairs]
-        job = Job(prefixes, [q for q, _ in unique_pairs], items, self.max_tokens_per_pack, self.max_docs_per_pack)
+        options = self.options
+        job = Job(prefixes, [q for q, _ in unique_pairs], items, options.max_tokens_per_pack, options.max_docs_per_pack)
         return _RerankPlan(
             job=job,
             request_sizes=[len(docs) for docs in documents],
@@ -238,10 +230,7 @@ class Qwen3RerankEngine(EngineOptions):
 
     def _scores(self, plan: _RerankPlan, run: PackedRun, return_logits: bool, start: float) -> BatchScoreResult:
         """The yes/no head at each item's readout, back in request order."""
-        logits = run.hidden.float() @ self.yes_no_head.T  # [N, 2] (yes, no)
-        margin = logits[:, 0] - logits[:, 1]  # sigmoid(l_yes - l_no) == softmax([l_no, l_yes])[1]
-        values = (margin if return_logits else torch.sigmoid(margin)).tolist()
-
+        values = self.head(run.hidden, return_logits=return_logits)
         flat_scores = [values[p] for p in plan.pair_of_doc]
         scores, offset = [], 0
         for size in plan.request_sizes:
@@ -261,12 +250,12 @@ class Qwen3RerankEngine(EngineOptions):
 
     def _document_budget(self, body_length: int, query: str) -> int:
         """Document tokens the official truncation keeps: max_length - prefix - suffix - query part."""
-        budget = self.max_length - len(self.prefix_ids) - len(self.suffix_ids) - body_length
+        budget = self.options.max_length - len(self.prefix_ids) - len(self.suffix_ids) - body_length
         if budget < 1:
             raise ValueError(
                 f"The query part takes {body_length} tokens (instruction + query {query[:60]!r}...), the fixed "
-                f"prompt {len(self.prefix_ids) + len(self.suffix_ids)}, so max_length={self.max_length} leaves no "
-                "token for the document. Shorten the query or instruction, or raise max_length."
+                f"prompt {len(self.prefix_ids) + len(self.suffix_ids)}, so max_length={self.options.max_length} "
+                "leaves no token for the document. Shorten the query or instruction, or raise max_length."
             )
         return budget
 

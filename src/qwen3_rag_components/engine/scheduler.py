@@ -28,7 +28,7 @@ import torch
 
 from . import forward
 from .forward import PackedRun
-from .loading import Progress
+from .meta import Progress
 
 logger = logging.getLogger(__name__)
 

@@ -1,36 +1,34 @@
-"""What the three components share: model placement and hub options, the shared engine, serialisation, input checks."""
+"""What the three components share: the placement options, the engine holder, serialisation, input checks."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
-import torch
 from haystack import Document, default_from_dict, default_to_dict
 from haystack.utils import ComponentDevice, Secret, deserialize_secrets_inplace
 
-from ..engine import Qwen3EmbedEngine, Qwen3RerankEngine
-from ..engine.cache import get_adapter_engine
-from ..engine.loading import check_model_name, resolve_dtype
+from ..engine import EmbedOptions, EngineHolder, LoadSpec, Qwen3EmbedEngine, Qwen3RerankEngine, RerankOptions
 
 C = TypeVar("C", bound="EngineComponent")
 
 
 class EngineComponent:
-    """Base of the components: stores the placement options and loads the shared engine on first use.
+    """Base of the components: keeps the placement options (for ``to_dict``) and the engine holder.
 
-    Subclasses set ``engine_class``; the engine options it names are taken from same-named attributes; the loaded
-    model comes from :func:`qwen3_rag_components.engine.get_engine`, so components with the same model, device and
-    dtype share one copy of the weights.
+    The model is loaded on first use from :func:`qwen3_rag_components.engine.shared_engine`, so components with the
+    same model, device and dtype share one copy of the weights. ``holder.engine`` is the loaded engine and
+    ``holder.last_meta`` the meta of the last run (also returned by ``run`` as ``meta``).
     """
 
-    engine_class: ClassVar[type[Qwen3RerankEngine] | type[Qwen3EmbedEngine]]
-    _engine: Any
+    holder: EngineHolder[Any]
 
-    def _init_placement(
+    def _init_engine(
         self,
+        engine_class: type[Qwen3RerankEngine] | type[Qwen3EmbedEngine],
+        options: RerankOptions | EmbedOptions,
+        *,
         model: str | os.PathLike[str],
         device: ComponentDevice | None,
         dtype: str | None,
@@ -38,32 +36,26 @@ class EngineComponent:
         local_files_only: bool,
         revision: str | None,
     ) -> None:
-        model = check_model_name(model)
-        if device is not None:
-            ComponentDevice.resolve_device(device).to_torch_str()  # a single device, or raise now rather than later
-        if dtype is not None:
-            resolve_dtype(dtype, torch.device("cpu"))  # raises ValueError listing the supported names
-        self.model = model
-        self.device = device  # None is resolved at warm_up(), so a saved pipeline picks the device where it runs
+        # A single device, or raise now rather than at warm_up; None picks the best one here (and is saved as None).
+        torch_device = ComponentDevice.resolve_device(device).to_torch_str()
+        spec = LoadSpec(model, torch_device, dtype, local_files_only, revision)
+        self.holder = EngineHolder(
+            engine_class, spec, options, token=lambda: token.resolve_value() if token is not None else None
+        )
+        self.model = os.fspath(model)
+        self.device = device
         self.dtype = dtype
         self.token = token
         self.local_files_only = local_files_only
         self.revision = revision
-        self._engine = None
 
     def warm_up(self) -> None:
         """Load the model (or take it from the shared engine cache); later calls do nothing."""
-        if self._engine is None:
-            self._engine = get_adapter_engine(
-                self,
-                device=ComponentDevice.resolve_device(self.device).to_torch_str(),
-                token=self.token.resolve_value() if self.token else None,
-            )
+        _ = self.holder.engine
 
     async def warm_up_async(self) -> None:
         """:meth:`warm_up` in a worker thread, so loading the model does not block the event loop."""
-        if self._engine is None:
-            await asyncio.to_thread(self.warm_up)
+        await self.holder.engine_async()
 
     def _to_dict(self, **parameters: Any) -> dict[str, Any]:
         return default_to_dict(

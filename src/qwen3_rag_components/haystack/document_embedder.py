@@ -10,9 +10,8 @@ import numpy as np
 from haystack import Document, component
 from haystack.utils import ComponentDevice, Secret
 
-from ..engine import Qwen3EmbedEngine
-from ..engine.embed import DEFAULT_MAX_TOKENS_PER_PACK
-from ..engine.loading import check_pack_options
+from ..engine import EmbedOptions, Qwen3EmbedEngine, RunMeta
+from ..engine.options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK
 from ._common import EngineComponent, check_documents, texts_to_embed
 
 
@@ -43,8 +42,6 @@ class Qwen3DocumentEmbedder(EngineComponent):
     ```
     """
 
-    engine_class = Qwen3EmbedEngine
-
     def __init__(
         self,
         model: str | os.PathLike[str] = "Qwen/Qwen3-Embedding-0.6B",
@@ -56,7 +53,7 @@ class Qwen3DocumentEmbedder(EngineComponent):
         revision: str | None = None,
         dimensions: int | None = None,
         normalize: bool = True,
-        max_length: int = 8192,
+        max_length: int = DEFAULT_MAX_LENGTH,
         max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
         progress_bar: bool = True,
         meta_fields_to_embed: list[str] | None = None,
@@ -96,12 +93,19 @@ class Qwen3DocumentEmbedder(EngineComponent):
         :raises ValueError:
             If an option is out of range.
         """
-        check_pack_options(max_length=max_length, max_tokens_per_pack=max_tokens_per_pack, dimensions=dimensions)
-        self._init_placement(model, device, dtype, token, local_files_only, revision)
-        self.dimensions = dimensions
-        self.normalize = normalize
-        self.max_length = max_length
-        self.max_tokens_per_pack = max_tokens_per_pack
+        options = EmbedOptions(
+            dimensions=dimensions, normalize=normalize, max_length=max_length, max_tokens_per_pack=max_tokens_per_pack
+        )
+        self._init_engine(
+            Qwen3EmbedEngine,
+            options,
+            model=model,
+            device=device,
+            dtype=dtype,
+            token=token,
+            local_files_only=local_files_only,
+            revision=revision,
+        )
         self.progress_bar = progress_bar
         self.meta_fields_to_embed = meta_fields_to_embed or []
         self.embedding_separator = embedding_separator
@@ -113,18 +117,19 @@ class Qwen3DocumentEmbedder(EngineComponent):
         :returns:
             Dictionary with serialized data.
         """
+        options = self.holder.options
         return self._to_dict(
-            dimensions=self.dimensions,
-            normalize=self.normalize,
-            max_length=self.max_length,
-            max_tokens_per_pack=self.max_tokens_per_pack,
+            dimensions=options.dimensions,
+            normalize=options.normalize,
+            max_length=options.max_length,
+            max_tokens_per_pack=options.max_tokens_per_pack,
             progress_bar=self.progress_bar,
             meta_fields_to_embed=self.meta_fields_to_embed,
             embedding_separator=self.embedding_separator,
         )
 
-    @component.output_types(documents=list[Document])
-    def run(self, documents: list[Document]) -> dict[str, list[Document]]:
+    @component.output_types(documents=list[Document], meta=dict[str, Any])
+    def run(self, documents: list[Document]) -> dict[str, Any]:
         """
         Embeds the documents.
 
@@ -133,20 +138,18 @@ class Qwen3DocumentEmbedder(EngineComponent):
         :returns:
             A dictionary with the following keys:
             - `documents`: Copies of the documents, in the same order, with `embedding` set.
+            - `meta`: What the run computed (`RunMeta.to_dict()`: documents, packs, tokens, timings, device, dtype).
         :raises TypeError:
             If `documents` is not a list of Documents.
         """
         self._check(documents)
         if not documents:
-            return {"documents": []}
-        self.warm_up()
-        result = self._engine.encode(
-            self._texts(documents), dimensions=self.dimensions, normalize=self.normalize, progress=self.progress_bar
-        )
-        return {"documents": _embedded(documents, result.embeddings)}
+            return {"documents": [], "meta": self.holder.record_nothing().to_dict()}
+        result = self.holder.engine.encode(self._texts(documents), progress=self.progress_bar)
+        return _output(documents, result.embeddings, self.holder.record(result.meta))
 
-    @component.output_types(documents=list[Document])
-    async def run_async(self, documents: list[Document]) -> dict[str, list[Document]]:
+    @component.output_types(documents=list[Document], meta=dict[str, Any])
+    async def run_async(self, documents: list[Document]) -> dict[str, Any]:
         """
         Like `run()`, awaiting the model's shared scheduler: no thread is held while the model computes, and
         cancelling the task drops its packs that have not started.
@@ -156,15 +159,14 @@ class Qwen3DocumentEmbedder(EngineComponent):
         :returns:
             A dictionary with the following keys:
             - `documents`: Copies of the documents, in the same order, with `embedding` set.
+            - `meta`: What the run computed (`RunMeta.to_dict()`: documents, packs, tokens, timings, device, dtype).
         """
         self._check(documents)
         if not documents:
-            return {"documents": []}
-        await self.warm_up_async()
-        result = await self._engine.encode_async(
-            self._texts(documents), dimensions=self.dimensions, normalize=self.normalize, progress=self.progress_bar
-        )
-        return {"documents": _embedded(documents, result.embeddings)}
+            return {"documents": [], "meta": self.holder.record_nothing().to_dict()}
+        engine = await self.holder.engine_async()
+        result = await engine.encode_async(self._texts(documents), progress=self.progress_bar)
+        return _output(documents, result.embeddings, self.holder.record(result.meta))
 
     @staticmethod
     def _check(documents: list[Document]) -> None:
@@ -178,6 +180,7 @@ class Qwen3DocumentEmbedder(EngineComponent):
         return texts_to_embed(documents, self.meta_fields_to_embed, self.embedding_separator)
 
 
-def _embedded(documents: list[Document], embeddings: np.ndarray) -> list[Document]:
-    """Copies of the documents, in the same order, with ``embedding`` set."""
-    return [dataclasses.replace(doc, embedding=v.tolist()) for doc, v in zip(documents, embeddings, strict=True)]
+def _output(documents: list[Document], embeddings: np.ndarray, meta: RunMeta) -> dict[str, Any]:
+    """Copies of the documents, in the same order, with ``embedding`` set; and the run's meta."""
+    embedded = [dataclasses.replace(doc, embedding=v.tolist()) for doc, v in zip(documents, embeddings, strict=True)]
+    return {"documents": embedded, "meta": meta.to_dict()}

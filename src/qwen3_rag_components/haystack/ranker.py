@@ -10,9 +10,8 @@ from typing import Any
 from haystack import Document, component
 from haystack.utils import ComponentDevice, Secret
 
-from ..engine import Qwen3RerankEngine
-from ..engine.loading import check_pack_options
-from ..engine.rerank import DEFAULT_MAX_TOKENS_PER_PACK
+from ..engine import Qwen3RerankEngine, RerankOptions, RunMeta
+from ..engine.options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK
 from ._common import EngineComponent, check_documents, check_top_k, texts_to_embed
 
 
@@ -47,8 +46,6 @@ class Qwen3Ranker(EngineComponent):
     ```
     """
 
-    engine_class = Qwen3RerankEngine
-
     def __init__(
         self,
         model: str | os.PathLike[str] = "Qwen/Qwen3-Reranker-0.6B",
@@ -64,7 +61,7 @@ class Qwen3Ranker(EngineComponent):
         score_threshold: float | None = None,
         meta_fields_to_embed: list[str] | None = None,
         embedding_separator: str = "\n",
-        max_length: int = 8192,
+        max_length: int = DEFAULT_MAX_LENGTH,
         max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
         max_docs_per_pack: int | None = None,
     ) -> None:
@@ -108,19 +105,27 @@ class Qwen3Ranker(EngineComponent):
             If `top_k` is not > 0, or another option is out of range.
         """
         check_top_k(top_k)
-        check_pack_options(
-            max_length=max_length, max_tokens_per_pack=max_tokens_per_pack, max_docs_per_pack=max_docs_per_pack
+        options = RerankOptions(
+            instruction=instruction,
+            max_length=max_length,
+            max_tokens_per_pack=max_tokens_per_pack,
+            max_docs_per_pack=max_docs_per_pack,
         )
-        self._init_placement(model, device, dtype, token, local_files_only, revision)
+        self._init_engine(
+            Qwen3RerankEngine,
+            options,
+            model=model,
+            device=device,
+            dtype=dtype,
+            token=token,
+            local_files_only=local_files_only,
+            revision=revision,
+        )
         self.top_k = top_k
-        self.instruction = instruction
         self.scale_score = scale_score
         self.score_threshold = score_threshold
         self.meta_fields_to_embed = meta_fields_to_embed or []
         self.embedding_separator = embedding_separator
-        self.max_length = max_length
-        self.max_tokens_per_pack = max_tokens_per_pack
-        self.max_docs_per_pack = max_docs_per_pack
 
     def to_dict(self) -> dict[str, Any]:
         """
@@ -129,19 +134,20 @@ class Qwen3Ranker(EngineComponent):
         :returns:
             Dictionary with serialized data.
         """
+        options = self.holder.options
         return self._to_dict(
             top_k=self.top_k,
-            instruction=self.instruction,
+            instruction=options.instruction,
             scale_score=self.scale_score,
             score_threshold=self.score_threshold,
             meta_fields_to_embed=self.meta_fields_to_embed,
             embedding_separator=self.embedding_separator,
-            max_length=self.max_length,
-            max_tokens_per_pack=self.max_tokens_per_pack,
-            max_docs_per_pack=self.max_docs_per_pack,
+            max_length=options.max_length,
+            max_tokens_per_pack=options.max_tokens_per_pack,
+            max_docs_per_pack=options.max_docs_per_pack,
         )
 
-    @component.output_types(documents=list[Document])
+    @component.output_types(documents=list[Document], meta=dict[str, Any])
     def run(
         self,
         query: str,
@@ -150,7 +156,7 @@ class Qwen3Ranker(EngineComponent):
         scale_score: bool | None = None,
         score_threshold: float | None = None,
         instruction: str | None = None,
-    ) -> dict[str, list[Document]]:
+    ) -> dict[str, Any]:
         """
         Returns the documents sorted by relevance to the query, most relevant first, as copies with `score` set.
 
@@ -169,6 +175,7 @@ class Qwen3Ranker(EngineComponent):
         :returns:
             A dictionary with the following keys:
             - `documents`: The ranked documents, at most `top_k`.
+            - `meta`: What the run computed (`RunMeta.to_dict()`: documents, packs, tokens, timings, device, dtype).
         :raises ValueError:
             If `top_k` is not > 0.
         :raises TypeError:
@@ -176,11 +183,11 @@ class Qwen3Ranker(EngineComponent):
         """
         ranking = self._ranking(documents, top_k, scale_score, score_threshold)
         if not ranking.texts:
-            return {"documents": []}
-        self.warm_up()
-        texts, return_logits = ranking.texts, not ranking.scale_score
-        scores = self._engine.score(query, texts, instruction=instruction, return_logits=return_logits)
-        return {"documents": ranking.ranked(scores)}
+            return {"documents": [], "meta": self.holder.record_nothing().to_dict()}
+        result = self.holder.engine.score_with_meta(
+            query, ranking.texts, instruction=instruction, return_logits=not ranking.scale_score
+        )
+        return ranking.output(result.scores, self.holder.record(result.meta))
 
     def _ranking(
         self, documents: list[Document], top_k: int | None, scale_score: bool | None, score_threshold: float | None
@@ -198,7 +205,7 @@ class Qwen3Ranker(EngineComponent):
             score_threshold=self.score_threshold if score_threshold is None else score_threshold,
         )
 
-    @component.output_types(documents=list[Document])
+    @component.output_types(documents=list[Document], meta=dict[str, Any])
     async def run_async(
         self,
         query: str,
@@ -207,7 +214,7 @@ class Qwen3Ranker(EngineComponent):
         scale_score: bool | None = None,
         score_threshold: float | None = None,
         instruction: str | None = None,
-    ) -> dict[str, list[Document]]:
+    ) -> dict[str, Any]:
         """
         Like `run()`, awaiting the model's shared scheduler: no thread is held while the model computes, and
         cancelling the task drops its packs that have not started.
@@ -227,15 +234,16 @@ class Qwen3Ranker(EngineComponent):
         :returns:
             A dictionary with the following keys:
             - `documents`: The ranked documents, at most `top_k`.
+            - `meta`: What the run computed (`RunMeta.to_dict()`: documents, packs, tokens, timings, device, dtype).
         """
         ranking = self._ranking(documents, top_k, scale_score, score_threshold)
         if not ranking.texts:
-            return {"documents": []}
-        await self.warm_up_async()
-        scores = await self._engine.score_async(
+            return {"documents": [], "meta": self.holder.record_nothing().to_dict()}
+        engine = await self.holder.engine_async()
+        result = await engine.score_with_meta_async(
             query, ranking.texts, instruction=instruction, return_logits=not ranking.scale_score
         )
-        return {"documents": ranking.ranked(scores)}
+        return ranking.output(result.scores, self.holder.record(result.meta))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,13 +254,13 @@ class _Ranking:
     scale_score: bool
     score_threshold: float | None
 
-    def ranked(self, scores: list[float]) -> list[Document]:
+    def output(self, scores: list[float], meta: RunMeta) -> dict[str, Any]:
         """Copies with ``score`` set, best first (ties keep the input order), thresholded, at most ``top_k``."""
         scored = [dataclasses.replace(doc, score=s) for doc, s in zip(self.documents, scores, strict=True)]
         ranked = sorted(scored, key=lambda doc: doc.score, reverse=True)  # stable: ties keep the input order
         if self.score_threshold is not None:
             ranked = [doc for doc in ranked if doc.score >= self.score_threshold]
-        return ranked[: self.top_k]
+        return {"documents": ranked[: self.top_k], "meta": meta.to_dict()}
 
 
 def _deduplicate(documents: list[Document]) -> list[Document]:

@@ -8,8 +8,8 @@ from typing import Any
 from haystack import component
 from haystack.utils import ComponentDevice, Secret
 
-from ..engine import Qwen3EmbedEngine
-from ..engine.loading import check_pack_options
+from ..engine import EmbedOptions, Qwen3EmbedEngine
+from ..engine.options import DEFAULT_MAX_LENGTH
 from ._common import EngineComponent
 
 
@@ -35,8 +35,6 @@ class Qwen3TextEmbedder(EngineComponent):
     ```
     """
 
-    engine_class = Qwen3EmbedEngine
-
     def __init__(
         self,
         model: str | os.PathLike[str] = "Qwen/Qwen3-Embedding-0.6B",
@@ -49,7 +47,7 @@ class Qwen3TextEmbedder(EngineComponent):
         instruction: str | None = None,
         dimensions: int | None = None,
         normalize: bool = True,
-        max_length: int = 8192,
+        max_length: int = DEFAULT_MAX_LENGTH,
     ) -> None:
         """
         Creates a Qwen3TextEmbedder; the model is loaded by `warm_up()` or the first `run()`.
@@ -80,12 +78,19 @@ class Qwen3TextEmbedder(EngineComponent):
         :raises ValueError:
             If an option is out of range.
         """
-        check_pack_options(max_length=max_length, dimensions=dimensions)
-        self._init_placement(model, device, dtype, token, local_files_only, revision)
-        self.instruction = instruction
-        self.dimensions = dimensions
-        self.normalize = normalize
-        self.max_length = max_length
+        options = EmbedOptions(
+            instruction=instruction, dimensions=dimensions, normalize=normalize, max_length=max_length
+        )
+        self._init_engine(
+            Qwen3EmbedEngine,
+            options,
+            model=model,
+            device=device,
+            dtype=dtype,
+            token=token,
+            local_files_only=local_files_only,
+            revision=revision,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """
@@ -94,15 +99,16 @@ class Qwen3TextEmbedder(EngineComponent):
         :returns:
             Dictionary with serialized data.
         """
+        options = self.holder.options
         return self._to_dict(
-            instruction=self.instruction,
-            dimensions=self.dimensions,
-            normalize=self.normalize,
-            max_length=self.max_length,
+            instruction=options.instruction,
+            dimensions=options.dimensions,
+            normalize=options.normalize,
+            max_length=options.max_length,
         )
 
-    @component.output_types(embedding=list[float])
-    def run(self, text: str) -> dict[str, list[float]]:
+    @component.output_types(embedding=list[float], meta=dict[str, Any])
+    def run(self, text: str) -> dict[str, Any]:
         """
         Embeds one query.
 
@@ -111,16 +117,16 @@ class Qwen3TextEmbedder(EngineComponent):
         :returns:
             A dictionary with the following keys:
             - `embedding`: The query's embedding, a list of floats.
+            - `meta`: What the run computed (`RunMeta.to_dict()`: tokens, timings, device, dtype).
         :raises TypeError:
             If `text` is not a string.
         """
         self._check(text)
-        self.warm_up()
-        result = self._engine.encode([text], is_query=True, dimensions=self.dimensions, normalize=self.normalize)
-        return {"embedding": result.embeddings[0].tolist()}
+        result = self.holder.engine.encode([text], is_query=True)
+        return {"embedding": result.embeddings[0].tolist(), "meta": self.holder.record(result.meta).to_dict()}
 
-    @component.output_types(embedding=list[float])
-    async def run_async(self, text: str) -> dict[str, list[float]]:
+    @component.output_types(embedding=list[float], meta=dict[str, Any])
+    async def run_async(self, text: str) -> dict[str, Any]:
         """
         Like `run()`, awaiting the model's shared scheduler: no thread is held while the model computes.
 
@@ -129,13 +135,12 @@ class Qwen3TextEmbedder(EngineComponent):
         :returns:
             A dictionary with the following keys:
             - `embedding`: The query's embedding, a list of floats.
+            - `meta`: What the run computed (`RunMeta.to_dict()`: tokens, timings, device, dtype).
         """
         self._check(text)
-        await self.warm_up_async()
-        result = await self._engine.encode_async(
-            [text], is_query=True, dimensions=self.dimensions, normalize=self.normalize
-        )
-        return {"embedding": result.embeddings[0].tolist()}
+        engine = await self.holder.engine_async()
+        result = await engine.encode_async([text], is_query=True)
+        return {"embedding": result.embeddings[0].tolist(), "meta": self.holder.record(result.meta).to_dict()}
 
     @staticmethod
     def _check(text: str) -> None:

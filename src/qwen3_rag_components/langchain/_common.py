@@ -1,22 +1,16 @@
-"""Fields, checks and lazy engine loading shared by Qwen3Reranker and Qwen3Embeddings."""
+"""Fields and the engine holder shared by Qwen3Reranker and Qwen3Embeddings."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from typing import Any, ClassVar
 
-import torch
-from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr, model_validator
 
-from ..engine.cache import get_adapter_engine
-from ..engine.loading import check_positive_int, resolve_dtype
-
-_load_lock = threading.Lock()  # one first load at a time; module-level, as a lock field could not be deep-copied
+from ..engine import EmbedOptions, EngineHolder, LoadSpec, Qwen3EmbedEngine, Qwen3RerankEngine, RerankOptions, RunMeta
 
 
 class EngineFields(BaseModel):
-    """Where and how the model is loaded; subclasses name the engine class and add its options."""
+    """Where and how the model is loaded; subclasses add their engine's options and say how to build them."""
 
     model: str
     """Hub id or local folder of the checkpoint (safetensors, no remote code)."""
@@ -35,33 +29,36 @@ class EngineFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, use_attribute_docstrings=True)
 
-    engine_class: ClassVar[type]
-    _engine: Any = PrivateAttr(default=None)
+    engine_class: ClassVar[type[Qwen3RerankEngine] | type[Qwen3EmbedEngine]]
+    _holder: EngineHolder[Any] | None = PrivateAttr(default=None)
 
-    @field_validator("max_length", "max_tokens_per_pack", "max_docs_per_pack", "dimensions", check_fields=False)
-    @classmethod
-    def _check_positive(cls, value: int | None, info: ValidationInfo) -> int | None:
-        check_positive_int(info.field_name or "value", value, optional=True)
-        return value
+    def _engine_options(self) -> RerankOptions | EmbedOptions:
+        raise NotImplementedError
 
-    @field_validator("dtype")
-    @classmethod
-    def _check_dtype(cls, dtype: str | None) -> str | None:
-        resolve_dtype(dtype, torch.device("cpu"))  # raises ValueError listing the supported names
-        return dtype
+    def _load_spec(self) -> LoadSpec:
+        token = self.token.get_secret_value() if self.token is not None else None
+        return LoadSpec(self.model, self.device, self.dtype, self.local_files_only, self.revision, token)
 
-    def _get_engine(self) -> Any:
-        """The shared engine for this checkpoint, loaded on first use (once, even when called from several threads)."""
-        if self._engine is None:
-            with _load_lock:
-                if self._engine is None:
-                    self._engine = get_adapter_engine(
-                        self,
-                        device=self.device,
-                        token=self.token.get_secret_value() if self.token is not None else None,
-                    )
-        return self._engine
+    @model_validator(mode="after")
+    def _check_engine_options(self) -> EngineFields:
+        """Build the holder now, so that a bad option fails here and not at the first call."""
+        _ = self.holder
+        return self
 
-    async def _aget_engine(self) -> Any:
-        """:meth:`_get_engine` for the event loop: a first load runs in a worker thread."""
-        return self._engine if self._engine is not None else await asyncio.to_thread(self._get_engine)
+    @property
+    def holder(self) -> EngineHolder[Any]:
+        """The engine holder for the current field values (``holder.engine`` loads the model on first use).
+
+        Changing a field (or ``model_copy(update=...)``) gives a new holder on the next call; the loaded weights
+        stay shared through the engine cache.
+        """
+        spec, options = self._load_spec(), self._engine_options()
+        holder = self._holder
+        if holder is None or holder.spec != spec or holder.options != options:
+            holder = self._holder = EngineHolder(self.engine_class, spec, options)
+        return holder
+
+    @property
+    def last_meta(self) -> RunMeta | None:
+        """What the last finished call computed (documents, packs, tokens, timings); ``None`` before the first."""
+        return self._holder.last_meta if self._holder is not None else None

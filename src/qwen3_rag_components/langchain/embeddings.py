@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
+import numpy as np
 from langchain_core.embeddings import Embeddings
+from pydantic import model_validator
 
-from ..engine import Qwen3EmbedEngine
+from ..engine import EmbedOptions, EmbedResult, EngineHolder, Qwen3EmbedEngine
+from ..engine.options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK
 from ..engine.prompts import check_list
 from ._common import EngineFields
 
@@ -14,7 +18,7 @@ from ._common import EngineFields
 class Qwen3Embeddings(EngineFields, Embeddings):
     """Embeds documents and queries with a Qwen3-Embedding checkpoint, exactly as the official code does.
 
-    Documents are embedded as they are; queries as ``"Instruct: {query_instruction}\\nQuery:{query}"``. Vectors are
+    Documents are embedded as they are; queries as ``"Instruct: {instruction}\\nQuery:{query}"``. Vectors are
     the final hidden state at the appended ``<|endoftext|>``, cut to ``dimensions`` (MRL), then L2-normalised. The
     model is loaded on first use and shared with every other component (LangChain or Haystack) that asks for the same
     checkpoint, device and dtype.
@@ -36,8 +40,9 @@ class Qwen3Embeddings(EngineFields, Embeddings):
 
     model: str = "Qwen/Qwen3-Embedding-0.6B"
     """Hub id or local folder of a Qwen3-Embedding checkpoint (0.6B, 4B or 8B; safetensors, no remote code)."""
-    query_instruction: str | None = None
-    """Task instruction put before each query; ``None`` uses the official one ("Given a web search query, retrieve
+    instruction: str | None = None
+    """Task instruction put before each query (``query_instruction`` before 0.2, still accepted); ``None`` uses the
+    official one ("Given a web search query, retrieve
     relevant passages that answer the query"). Documents never get one."""
     dimensions: int | None = None
     """Keep the first ``dimensions`` values of each vector (MRL, 1 to the hidden size), then normalise; ``None``
@@ -46,43 +51,66 @@ class Qwen3Embeddings(EngineFields, Embeddings):
     """L2-normalise the vectors (so that dot product equals cosine similarity)."""
     show_progress: bool = False
     """Show a tqdm progress bar while embedding."""
-    max_length: int = 8192
+    max_length: int = DEFAULT_MAX_LENGTH
     """Tokens per text including the appended ``<|endoftext|>`` (the official value); longer texts are cut."""
-    max_tokens_per_pack: int = 8192
+    max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK
     """Token budget of one forward pass: lower it to save memory, raise it for throughput on a large GPU."""
 
-    def _encode_options(self, is_query: bool) -> dict[str, Any]:
-        return {
-            "is_query": is_query,
-            "instruction": self.query_instruction if is_query else None,
-            "dimensions": self.dimensions,
-            "normalize": self.normalize,
-            "progress": self.show_progress,
-        }
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_query_instruction(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "query_instruction" in data:
+            warnings.warn(
+                "Qwen3Embeddings(query_instruction=...) is now instruction=... (the name every adapter uses); "
+                "query_instruction will be removed in a later release.",
+                DeprecationWarning,
+                stacklevel=4,
+            )
+            data = {("instruction" if key == "query_instruction" else key): value for key, value in data.items()}
+        return data
+
+    def _engine_options(self) -> EmbedOptions:
+        return EmbedOptions(
+            instruction=self.instruction,
+            dimensions=self.dimensions,
+            normalize=self.normalize,
+            max_length=self.max_length,
+            max_tokens_per_pack=self.max_tokens_per_pack,
+        )
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """One vector per text, in input order (documents get no instruction)."""
         if not _check_texts(texts):
             return []
-        return self._get_engine().encode(list(texts), **self._encode_options(False)).embeddings.tolist()
+        holder = self.holder
+        return _vectors(holder, holder.engine.encode(list(texts), progress=self.show_progress)).tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        """The vector of one query, formatted with ``query_instruction``."""
+        """The vector of one query, formatted with ``instruction``."""
         _check_query(text)
-        return self._get_engine().encode([text], **self._encode_options(True)).embeddings[0].tolist()
+        holder = self.holder
+        return _vectors(holder, holder.engine.encode([text], is_query=True))[0].tolist()
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Like :meth:`embed_documents`, awaiting the model's shared scheduler (no thread held while it computes)."""
         if not _check_texts(texts):
             return []
-        engine = await self._aget_engine()
-        return (await engine.encode_async(list(texts), **self._encode_options(False))).embeddings.tolist()
+        holder = self.holder
+        engine = await holder.engine_async()
+        return _vectors(holder, await engine.encode_async(list(texts), progress=self.show_progress)).tolist()
 
     async def aembed_query(self, text: str) -> list[float]:
         """Like :meth:`embed_query`, awaiting the model's shared scheduler (no thread held while it computes)."""
         _check_query(text)
-        engine = await self._aget_engine()
-        return (await engine.encode_async([text], **self._encode_options(True))).embeddings[0].tolist()
+        holder = self.holder
+        engine = await holder.engine_async()
+        return _vectors(holder, await engine.encode_async([text], is_query=True))[0].tolist()
+
+
+def _vectors(holder: EngineHolder[Any], result: EmbedResult) -> np.ndarray:
+    """The result's ``[N, d]`` vectors, its meta kept as the holder's last."""
+    holder.record(result.meta)
+    return result.embeddings
 
 
 def _check_texts(texts: list[str]) -> bool:

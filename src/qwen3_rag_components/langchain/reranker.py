@@ -10,7 +10,8 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import field_validator
 
-from ..engine import Qwen3RerankEngine
+from ..engine import Qwen3RerankEngine, RerankOptions
+from ..engine.options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK
 from ..engine.prompts import check_list
 from ._common import EngineFields
 
@@ -48,9 +49,9 @@ class Qwen3Reranker(EngineFields, BaseDocumentCompressor):
     instruction: str | None = None
     """Task instruction of the prompt; ``None`` uses the official one ("Given a web search query, retrieve
     relevant passages that answer the query")."""
-    max_length: int = 8192
+    max_length: int = DEFAULT_MAX_LENGTH
     """Prompt tokens per document (the official value); longer documents are cut from their end."""
-    max_tokens_per_pack: int = 8192
+    max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK
     """Token budget of one forward pass: lower it to save memory, raise it for throughput on a large GPU."""
     max_docs_per_pack: int | None = None
     """Most documents in one forward pass; ``None`` lets the token budget alone decide."""
@@ -61,6 +62,14 @@ class Qwen3Reranker(EngineFields, BaseDocumentCompressor):
         if top_n is not None and top_n < 1:
             raise ValueError(f"top_n={top_n} is invalid: use an int >= 1, or None to return every document.")
         return top_n
+
+    def _engine_options(self) -> RerankOptions:
+        return RerankOptions(
+            instruction=self.instruction,
+            max_length=self.max_length,
+            max_tokens_per_pack=self.max_tokens_per_pack,
+            max_docs_per_pack=self.max_docs_per_pack,
+        )
 
     def rerank(
         self, documents: Sequence[str | Document], query: str, *, top_n: int | None = -1
@@ -74,7 +83,10 @@ class Qwen3Reranker(EngineFields, BaseDocumentCompressor):
         check_list(documents, "documents", "Documents or strings")
         if not documents:
             return []
-        return self._ranked(self._get_engine().score(query, _texts(documents)), top_n)
+        holder = self.holder
+        result = holder.engine.score_with_meta(query, _texts(documents))
+        holder.record(result.meta)
+        return self._ranked(result.scores, top_n)
 
     async def arerank(
         self, documents: Sequence[str | Document], query: str, *, top_n: int | None = -1
@@ -84,8 +96,10 @@ class Qwen3Reranker(EngineFields, BaseDocumentCompressor):
         check_list(documents, "documents", "Documents or strings")
         if not documents:
             return []
-        engine = await self._aget_engine()
-        return self._ranked(await engine.score_async(query, _texts(documents)), top_n)
+        holder = self.holder
+        result = await (await holder.engine_async()).score_with_meta_async(query, _texts(documents))
+        holder.record(result.meta)
+        return self._ranked(result.scores, top_n)
 
     def _resolve_top_n(self, top_n: int | None) -> int | None:
         if top_n == -1:

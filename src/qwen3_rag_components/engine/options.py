@@ -1,0 +1,124 @@
+"""Every option of the engines, declared once: what to load (:class:`LoadSpec`) and how to run it (the options).
+
+The adapters (Haystack, LangChain, Ray, the CLI) take these as flat keyword arguments, because their frameworks want
+flat signatures, and build the dataclasses with explicit keywords; defaults and checks live here only.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import torch
+
+from .loading import is_local_path
+from .placement import check_dtype, parse_device, resolve_device, resolve_dtype
+from .prompts import check_instruction
+
+DEFAULT_MAX_LENGTH = 8192  # the official maximum prompt length of both model families
+DEFAULT_MAX_TOKENS_PER_PACK = 8192  # one pack's token budget: the batch size, in tokens
+
+
+def check_positive_int(name: str, value: object, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        hint = "a positive int or None" if optional else "a positive int"
+        raise ValueError(f"{name}={value!r} is invalid; it must be {hint}.")
+
+
+def check_model_name(model: object) -> str:
+    """A hub id or a local folder (``str`` or path-like) as a ``str``; ``TypeError`` for anything else."""
+    if not isinstance(model, str | os.PathLike):
+        raise TypeError(f"model must be a hub id or a local folder (str), got {type(model).__name__}.")
+    name = os.fspath(model)
+    return os.path.expanduser(name) if is_local_path(name) else name
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """Which checkpoint to load, where, and how to reach it; the engine cache keys on :meth:`resolved`."""
+
+    model: str  # a hub id ("Qwen/Qwen3-Reranker-0.6B") or a local folder ("./reranker", "~/models/x")
+    device: str | torch.device | None = None  # None: CUDA when available, else CPU
+    dtype: str | torch.dtype | None = None  # None: bf16 on CUDA, fp32 on CPU
+    local_files_only: bool = False  # never download: a folder or the Hugging Face cache only
+    revision: str | None = None  # hub branch, tag or commit
+    token: str | bool | None = field(default=None, repr=False)  # hub token; None: HF_TOKEN or the saved login
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model", check_model_name(self.model))
+        if self.device is not None:
+            parse_device(self.device)  # only parsed: a Ray driver may lack the GPU its workers have
+        check_dtype(self.dtype)
+
+    def resolved(self) -> LoadSpec:
+        """The same spec with the device checked on this machine and the dtype chosen for it."""
+        device = resolve_device(self.device)
+        return dataclasses.replace(self, device=device, dtype=resolve_dtype(self.dtype, device))
+
+
+@dataclass(frozen=True)
+class RerankOptions:
+    """How :class:`~qwen3_rag_components.engine.Qwen3RerankEngine` scores; changing them needs no reload."""
+
+    instruction: str | None = None  # the <Instruct> text; None: the official web-search instruction
+    max_length: int = DEFAULT_MAX_LENGTH  # prompt tokens per document; longer documents are cut from their end
+    max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK  # token budget of one forward pass
+    max_docs_per_pack: int | None = None  # cap on documents per forward pass; None: the budget alone decides
+
+    def __post_init__(self) -> None:
+        check_instruction(self.instruction, "")
+        check_positive_int("max_length", self.max_length)
+        check_positive_int("max_tokens_per_pack", self.max_tokens_per_pack)
+        check_positive_int("max_docs_per_pack", self.max_docs_per_pack, optional=True)
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """How :class:`~qwen3_rag_components.engine.Qwen3EmbedEngine` embeds; changing them needs no reload."""
+
+    instruction: str | None = None  # the query instruction; None: the official one (documents never get one)
+    dimensions: int | None = None  # keep the first values (MRL), 1 to the hidden size; None: the full vector
+    normalize: bool = True  # L2-normalise after the MRL cut
+    max_length: int = DEFAULT_MAX_LENGTH  # tokens per text including the appended <|endoftext|>
+    max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK  # token budget of one forward pass
+
+    def __post_init__(self) -> None:
+        check_instruction(self.instruction, "")
+        check_positive_int("dimensions", self.dimensions, optional=True)
+        if not isinstance(self.normalize, bool):
+            raise TypeError(f"normalize must be True or False, got {self.normalize!r}.")
+        check_positive_int("max_length", self.max_length)
+        if self.max_length < 2:
+            raise ValueError(f"max_length={self.max_length} leaves no room for text before <|endoftext|>; use >= 2.")
+        check_positive_int("max_tokens_per_pack", self.max_tokens_per_pack)
+
+
+class HasOptions:
+    """``with_options`` for an engine whose options are one frozen dataclass in ``self.options``."""
+
+    options: Any
+
+    def _check_options(self, options: Any) -> Any:
+        """Checks that need the loaded model or tokenizer; returns ``options``."""
+        return options
+
+    def with_options(self, options: Any = None, /, **changes: Any) -> Self:
+        """A copy sharing this engine's loaded model, tokenizer and scheduler, with other options.
+
+        ``options`` replaces them all (a :class:`RerankOptions` or :class:`EmbedOptions`); ``changes`` then replace
+        single fields, e.g. ``engine.with_options(max_tokens_per_pack=2048)``.
+        """
+        options = self.options if options is None else options
+        if not isinstance(options, type(self.options)):
+            raise TypeError(f"options must be {type(self.options).__name__}, got {type(options).__name__}.")
+        names = [f.name for f in dataclasses.fields(options)]
+        if unknown := sorted(set(changes) - set(names)):
+            raise TypeError(f"with_options() got unknown options {unknown}; valid: {names}.")
+        clone = copy.copy(self)
+        clone.options = self._check_options(dataclasses.replace(options, **changes))
+        return clone

@@ -1,0 +1,88 @@
+"""What both callables share: checking the constructor arguments without loading, the engine holder, meta."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..engine import EmbedOptions, EngineHolder, LoadSpec, RerankOptions, RunMeta
+
+
+class EngineActor:
+    """Shared by both callables: checking the constructor arguments without loading, and the engine holder."""
+
+    holder: EngineHolder[Any]
+    meta_column: str | None
+
+    @classmethod
+    def check_arguments(cls, **arguments: Any) -> dict[str, Any]:
+        """Check constructor arguments without loading anything; returns them with the defaults filled in.
+
+        Raises:
+            TypeError: an unknown argument, or a value of the wrong type.
+            ValueError: a value out of range (the message says which values are accepted).
+        """
+        signature = inspect.signature(cls)
+        try:
+            bound = signature.bind(**arguments)
+        except TypeError as error:  # an unknown or a missing argument
+            raise TypeError(f"{cls.__name__}: {error}; its arguments are {list(signature.parameters)}.") from None
+        bound.apply_defaults()
+        cls._setup(bound.arguments)
+        return bound.arguments
+
+    @classmethod
+    def _setup(cls, arguments: Mapping[str, Any]) -> tuple[LoadSpec, RerankOptions | EmbedOptions]:
+        """What to load and the engine options, built (and so checked) from the constructor arguments."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _load_spec(arguments: Mapping[str, Any]) -> LoadSpec:
+        # The device is only parsed here: the driver may have no GPU while the workers do.
+        return LoadSpec(
+            arguments["model"],
+            device=arguments["device"],
+            dtype=arguments["dtype"],
+            local_files_only=arguments["local_files_only"],
+            revision=arguments["revision"],
+            token=arguments["token"],
+        )
+
+    def _load(self, arguments: Mapping[str, Any], engine_class: type[Any]) -> None:
+        """Check the arguments, then load this process's shared engine for them (once per actor)."""
+        spec, options = self._setup(arguments)
+        self.meta_column = arguments["meta_column"]
+        self.holder = EngineHolder(engine_class, spec, options)
+        _ = self.holder.engine
+
+    def _with_meta(self, batch: pa.Table, meta: RunMeta) -> pa.Table:
+        """The batch with the call's meta as a struct column, when ``meta_column`` asks for one."""
+        self.holder.record(meta)
+        if self.meta_column is None:
+            return batch
+        return batch.append_column(self.meta_column, pa.array([meta.to_dict()] * batch.num_rows))
+
+
+def hidden_size(model: str | os.PathLike[str], revision: str | None) -> int | None:
+    """The checkpoint's hidden size when its config.json is at hand (a local folder or the Hub cache), else None."""
+    path = Path(model) / "config.json"
+    if not path.is_file():
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(os.fspath(model), "config.json", revision=revision)
+        except ValueError:  # not a hub id (HFValidationError)
+            return None
+        if not isinstance(cached, str):
+            return None
+        path = Path(cached)
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
