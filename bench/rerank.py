@@ -47,9 +47,9 @@ from common import (
     release_memory,
     useful_flops,
 )
-from qwen3_rag_components.engine.packing import plan_packs
 from qwen3_rag_components.engine import Qwen3RerankEngine
 from qwen3_rag_components.engine.options import DEFAULT_MAX_TOKENS_PER_PACK
+from qwen3_rag_components.engine.packing import plan_packs
 
 OFFICIAL_MAX_LENGTH = 8192
 

@@ -119,8 +119,8 @@ def serving(reranker: Qwen3RerankEngine, args: argparse.Namespace) -> None:
         )
     worst = max(abs(a - b) for s, c in zip(sequential, concurrent, strict=True) for a, b in zip(s, c, strict=True))
     print(
-        f"{args.callers} callers x {args.passages} passages, budget {reranker.options.max_tokens_per_pack} tokens; loaded "
-        f"{loaded:.0f} MB\n"
+        f"{args.callers} callers x {args.passages} passages, budget {reranker.options.max_tokens_per_pack} tokens; "
+        f"loaded {loaded:.0f} MB\n"
         f"  one call alone:  {one_s:6.1f} s, peak above loaded {one_mb:6.0f} MB\n"
         f"  sequential:      {sequential_s:6.1f} s, peak above loaded {sequential_mb:6.0f} MB\n"
         f"  concurrent:      {concurrent_s:6.1f} s, peak above loaded {concurrent_mb:6.0f} MB  "

@@ -26,6 +26,7 @@ from transformers import PreTrainedTokenizerBase
 
 from qwen3_rag_components.engine.attention import AttentionBucket
 from qwen3_rag_components.engine.forward import PackInputs, build_pack_inputs
+from qwen3_rag_components.engine.options import DEFAULT_MAX_TOKENS_PER_PACK
 from qwen3_rag_components.engine.packing import plan_packs
 from qwen3_rag_components.engine.prompts import (
     DEFAULT_RERANK_INSTRUCTION,
@@ -35,7 +36,6 @@ from qwen3_rag_components.engine.prompts import (
     rerank_document_body,
     rerank_query_body,
 )
-from qwen3_rag_components.engine.options import DEFAULT_MAX_TOKENS_PER_PACK
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

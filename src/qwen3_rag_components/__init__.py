@@ -1,32 +1,12 @@
-"""Qwen3 reranking and embedding for RAG pipelines, on a packed-inference engine with the official scores."""
+"""Qwen3 reranking and embedding for RAG pipelines, on a packed-inference engine with the official scores.
+
+The package's public API is the engine's (:mod:`qwen3_rag_components.engine`); the adapters live in
+``qwen3_rag_components.haystack``, ``.langchain`` and ``.ray``.
+"""
 
 from __future__ import annotations
 
-from .engine import (
-    BatchScoreResult,
-    EmbedOptions,
-    EmbedResult,
-    LoadSpec,
-    Qwen3EmbedEngine,
-    Qwen3RerankEngine,
-    RerankOptions,
-    RunMeta,
-    ScoreResult,
-    clear_engine_cache,
-    get_engine,
-)
+from .engine import *  # noqa: F403 (the names in engine.__all__)
+from .engine import __all__ as __all__
 
-__all__ = [
-    "BatchScoreResult",
-    "EmbedOptions",
-    "EmbedResult",
-    "LoadSpec",
-    "Qwen3EmbedEngine",
-    "Qwen3RerankEngine",
-    "RerankOptions",
-    "RunMeta",
-    "ScoreResult",
-    "clear_engine_cache",
-    "get_engine",
-]
 __version__ = "0.1.0"

@@ -10,10 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..engine import RunMeta
+from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_RERANKER
 from .corpus import Passage, load_passages
 from .models import (
-    DEFAULT_EMBEDDER,
-    DEFAULT_RERANKER,
     RANDOM_GEOMETRIES,
     DemoError,
     Models,

@@ -13,8 +13,6 @@ from urllib.parse import urlparse
 
 from ..engine.loading import is_local_path
 
-DEFAULT_EMBEDDER = "Qwen/Qwen3-Embedding-0.6B"
-DEFAULT_RERANKER = "Qwen/Qwen3-Reranker-0.6B"
 # Random fallback: layer geometry name -> Qwen3Geometry fields (hidden, mlp, layers, heads, kv heads, head_dim).
 RANDOM_GEOMETRIES = {
     "0.6b-2layers": (1024, 3072, 2, 16, 8, 128),  # the real 0.6B width, 2 of its 28 layers

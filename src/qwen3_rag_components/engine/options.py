@@ -18,6 +18,8 @@ from .loading import is_local_path
 from .placement import check_dtype, parse_device, resolve_device, resolve_dtype
 from .prompts import check_instruction
 
+DEFAULT_RERANKER = "Qwen/Qwen3-Reranker-0.6B"  # the model every reranking adapter loads when none is named
+DEFAULT_EMBEDDER = "Qwen/Qwen3-Embedding-0.6B"  # the same for embedding
 DEFAULT_MAX_LENGTH = 8192  # the official maximum prompt length of both model families
 DEFAULT_MAX_TOKENS_PER_PACK = 8192  # one pack's token budget: the batch size, in tokens
 

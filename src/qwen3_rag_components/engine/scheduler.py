@@ -10,6 +10,9 @@ served first), then by arrival; the pack takes items from the first call, then f
 call that arrives during a long one therefore rides in the very next pack, and calls of equal standing are served
 first come, first served. Within a call, items go in (group, length) order, so a call alone gets exactly the packs
 :func:`~.packing.plan_packs` plans.
+
+The module is longer than the others (~330 lines) on purpose: the queue, the worker, the device gate and the
+out-of-memory back-off share one lock and one set of invariants, which read best in one place.
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ class EngineComponent:
         self,
         engine_class: type[Qwen3RerankEngine] | type[Qwen3EmbedEngine],
         options: RerankOptions | EmbedOptions,
-        *,
         model: str | os.PathLike[str],
         device: ComponentDevice | None,
         dtype: str | None,
@@ -57,7 +56,17 @@ class EngineComponent:
         """:meth:`warm_up` in a worker thread, so loading the model does not block the event loop."""
         await self.holder.engine_async()
 
-    def _to_dict(self, **parameters: Any) -> dict[str, Any]:
+    def _own_parameters(self) -> dict[str, Any]:
+        """The ``__init__`` parameters of the subclass after the placement ones, as saved by :meth:`to_dict`."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        """
+        Serializes the component to a dictionary.
+
+        :returns:
+            Dictionary with serialized data.
+        """
         return default_to_dict(
             self,
             model=self.model,
@@ -66,7 +75,7 @@ class EngineComponent:
             token=self.token,
             local_files_only=self.local_files_only,
             revision=self.revision,
-            **parameters,
+            **self._own_parameters(),
         )
 
     @classmethod

@@ -11,7 +11,7 @@ from haystack import Document, component
 from haystack.utils import ComponentDevice, Secret
 
 from ..engine import EmbedOptions, Qwen3EmbedEngine, RunMeta
-from ..engine.options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK
+from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK
 from ._common import EngineComponent, check_documents, texts_to_embed
 
 
@@ -44,7 +44,7 @@ class Qwen3DocumentEmbedder(EngineComponent):
 
     def __init__(
         self,
-        model: str | os.PathLike[str] = "Qwen/Qwen3-Embedding-0.6B",
+        model: str | os.PathLike[str] = DEFAULT_EMBEDDER,
         *,
         device: ComponentDevice | None = None,
         dtype: str | None = None,
@@ -64,18 +64,11 @@ class Qwen3DocumentEmbedder(EngineComponent):
 
         :param model:
             A Qwen3-Embedding hub id or a local folder (safetensors weights; no remote code is run).
-        :param device:
-            The device to run on. `None` picks the best available one when the model is loaded (and is saved as
-            `None`, so a saved pipeline picks again where it is loaded).
-        :param dtype:
-            `"float32"`, `"bfloat16"` or `"float16"` (or `"fp32"`, `"bf16"`, `"fp16"`). `None`: bf16 on CUDA, fp32
-            elsewhere.
-        :param token:
-            The Hugging Face token for private or gated models.
-        :param local_files_only:
-            If `True`, never download: use the local folder or the Hugging Face cache only.
-        :param revision:
-            The model revision (branch, tag or commit) on the Hugging Face Hub.
+        :param device: The device; `None` picks the best one here (and is saved as `None`, to pick again on load).
+        :param dtype: `"float32"`, `"bfloat16"`, `"float16"` (or `"fp32"`, `"bf16"`, `"fp16"`); `None`: bf16 on CUDA.
+        :param token: The Hugging Face token for private or gated models.
+        :param local_files_only: If `True`, never download: use the local folder or the Hugging Face cache only.
+        :param revision: The model revision (branch, tag or commit) on the Hugging Face Hub.
         :param dimensions:
             Keep the first `dimensions` values of each vector (Matryoshka); `None` keeps all.
         :param normalize:
@@ -96,29 +89,14 @@ class Qwen3DocumentEmbedder(EngineComponent):
         options = EmbedOptions(
             dimensions=dimensions, normalize=normalize, max_length=max_length, max_tokens_per_pack=max_tokens_per_pack
         )
-        self._init_engine(
-            Qwen3EmbedEngine,
-            options,
-            model=model,
-            device=device,
-            dtype=dtype,
-            token=token,
-            local_files_only=local_files_only,
-            revision=revision,
-        )
+        self._init_engine(Qwen3EmbedEngine, options, model, device, dtype, token, local_files_only, revision)
         self.progress_bar = progress_bar
         self.meta_fields_to_embed = meta_fields_to_embed or []
         self.embedding_separator = embedding_separator
 
-    def to_dict(self) -> dict[str, Any]:
-        """
-        Serializes the component to a dictionary.
-
-        :returns:
-            Dictionary with serialized data.
-        """
+    def _own_parameters(self) -> dict[str, Any]:
         options = self.holder.options
-        return self._to_dict(
+        return dict(
             dimensions=options.dimensions,
             normalize=options.normalize,
             max_length=options.max_length,
@@ -151,15 +129,8 @@ class Qwen3DocumentEmbedder(EngineComponent):
     @component.output_types(documents=list[Document], meta=dict[str, Any])
     async def run_async(self, documents: list[Document]) -> dict[str, Any]:
         """
-        Like `run()`, awaiting the model's shared scheduler: no thread is held while the model computes, and
-        cancelling the task drops its packs that have not started.
-
-        :param documents:
-            The documents to embed.
-        :returns:
-            A dictionary with the following keys:
-            - `documents`: Copies of the documents, in the same order, with `embedding` set.
-            - `meta`: What the run computed (`RunMeta.to_dict()`: documents, packs, tokens, timings, device, dtype).
+        Like `run()`, with the same parameters and outputs, awaiting the model's shared scheduler: no thread is held
+        while the model computes, and cancelling the task drops its packs that have not started.
         """
         self._check(documents)
         if not documents:

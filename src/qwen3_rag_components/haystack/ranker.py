@@ -11,7 +11,7 @@ from haystack import Document, component
 from haystack.utils import ComponentDevice, Secret
 
 from ..engine import Qwen3RerankEngine, RerankOptions, RunMeta
-from ..engine.options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK
+from ..engine.options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
 from ._common import EngineComponent, check_documents, check_top_k, texts_to_embed
 
 
@@ -48,7 +48,7 @@ class Qwen3Ranker(EngineComponent):
 
     def __init__(
         self,
-        model: str | os.PathLike[str] = "Qwen/Qwen3-Reranker-0.6B",
+        model: str | os.PathLike[str] = DEFAULT_RERANKER,
         *,
         device: ComponentDevice | None = None,
         dtype: str | None = None,
@@ -70,18 +70,11 @@ class Qwen3Ranker(EngineComponent):
 
         :param model:
             A Qwen3-Reranker hub id or a local folder (safetensors weights; no remote code is run).
-        :param device:
-            The device to run on. `None` picks the best available one when the model is loaded (and is saved as
-            `None`, so a saved pipeline picks again where it is loaded).
-        :param dtype:
-            `"float32"`, `"bfloat16"` or `"float16"` (or `"fp32"`, `"bf16"`, `"fp16"`). `None`: bf16 on CUDA, fp32
-            elsewhere.
-        :param token:
-            The Hugging Face token for private or gated models.
-        :param local_files_only:
-            If `True`, never download: use the local folder or the Hugging Face cache only.
-        :param revision:
-            The model revision (branch, tag or commit) on the Hugging Face Hub.
+        :param device: The device; `None` picks the best one here (and is saved as `None`, to pick again on load).
+        :param dtype: `"float32"`, `"bfloat16"`, `"float16"` (or `"fp32"`, `"bf16"`, `"fp16"`); `None`: bf16 on CUDA.
+        :param token: The Hugging Face token for private or gated models.
+        :param local_files_only: If `True`, never download: use the local folder or the Hugging Face cache only.
+        :param revision: The model revision (branch, tag or commit) on the Hugging Face Hub.
         :param top_k:
             The maximum number of documents to return.
         :param instruction:
@@ -111,31 +104,16 @@ class Qwen3Ranker(EngineComponent):
             max_tokens_per_pack=max_tokens_per_pack,
             max_docs_per_pack=max_docs_per_pack,
         )
-        self._init_engine(
-            Qwen3RerankEngine,
-            options,
-            model=model,
-            device=device,
-            dtype=dtype,
-            token=token,
-            local_files_only=local_files_only,
-            revision=revision,
-        )
+        self._init_engine(Qwen3RerankEngine, options, model, device, dtype, token, local_files_only, revision)
         self.top_k = top_k
         self.scale_score = scale_score
         self.score_threshold = score_threshold
         self.meta_fields_to_embed = meta_fields_to_embed or []
         self.embedding_separator = embedding_separator
 
-    def to_dict(self) -> dict[str, Any]:
-        """
-        Serializes the component to a dictionary.
-
-        :returns:
-            Dictionary with serialized data.
-        """
+    def _own_parameters(self) -> dict[str, Any]:
         options = self.holder.options
-        return self._to_dict(
+        return dict(
             top_k=self.top_k,
             instruction=options.instruction,
             scale_score=self.scale_score,
@@ -216,25 +194,8 @@ class Qwen3Ranker(EngineComponent):
         instruction: str | None = None,
     ) -> dict[str, Any]:
         """
-        Like `run()`, awaiting the model's shared scheduler: no thread is held while the model computes, and
-        cancelling the task drops its packs that have not started.
-
-        :param query:
-            The query.
-        :param documents:
-            The documents to rank; duplicates (same `id`) are scored and returned once.
-        :param top_k:
-            The maximum number of documents to return. Overrides the init value if set.
-        :param scale_score:
-            `True`: P(yes); `False`: the raw `logit_yes - logit_no`. Overrides the init value if set.
-        :param score_threshold:
-            Only return documents with a score >= this value. Overrides the init value if set.
-        :param instruction:
-            The task instruction for this run. Overrides the init value if set.
-        :returns:
-            A dictionary with the following keys:
-            - `documents`: The ranked documents, at most `top_k`.
-            - `meta`: What the run computed (`RunMeta.to_dict()`: documents, packs, tokens, timings, device, dtype).
+        Like `run()`, with the same parameters and outputs, awaiting the model's shared scheduler: no thread is held
+        while the model computes, and cancelling the task drops its packs that have not started.
         """
         ranking = self._ranking(documents, top_k, scale_score, score_threshold)
         if not ranking.texts:

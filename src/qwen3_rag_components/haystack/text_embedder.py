@@ -9,7 +9,7 @@ from haystack import component
 from haystack.utils import ComponentDevice, Secret
 
 from ..engine import EmbedOptions, Qwen3EmbedEngine
-from ..engine.options import DEFAULT_MAX_LENGTH
+from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH
 from ._common import EngineComponent
 
 
@@ -37,7 +37,7 @@ class Qwen3TextEmbedder(EngineComponent):
 
     def __init__(
         self,
-        model: str | os.PathLike[str] = "Qwen/Qwen3-Embedding-0.6B",
+        model: str | os.PathLike[str] = DEFAULT_EMBEDDER,
         *,
         device: ComponentDevice | None = None,
         dtype: str | None = None,
@@ -54,18 +54,11 @@ class Qwen3TextEmbedder(EngineComponent):
 
         :param model:
             A Qwen3-Embedding hub id or a local folder (safetensors weights; no remote code is run).
-        :param device:
-            The device to run on. `None` picks the best available one when the model is loaded (and is saved as
-            `None`, so a saved pipeline picks again where it is loaded).
-        :param dtype:
-            `"float32"`, `"bfloat16"` or `"float16"` (or `"fp32"`, `"bf16"`, `"fp16"`). `None`: bf16 on CUDA, fp32
-            elsewhere.
-        :param token:
-            The Hugging Face token for private or gated models.
-        :param local_files_only:
-            If `True`, never download: use the local folder or the Hugging Face cache only.
-        :param revision:
-            The model revision (branch, tag or commit) on the Hugging Face Hub.
+        :param device: The device; `None` picks the best one here (and is saved as `None`, to pick again on load).
+        :param dtype: `"float32"`, `"bfloat16"`, `"float16"` (or `"fp32"`, `"bf16"`, `"fp16"`); `None`: bf16 on CUDA.
+        :param token: The Hugging Face token for private or gated models.
+        :param local_files_only: If `True`, never download: use the local folder or the Hugging Face cache only.
+        :param revision: The model revision (branch, tag or commit) on the Hugging Face Hub.
         :param instruction:
             The task description put before the query. `None` uses the official default, "Given a web search query,
             retrieve relevant passages that answer the query".
@@ -81,26 +74,11 @@ class Qwen3TextEmbedder(EngineComponent):
         options = EmbedOptions(
             instruction=instruction, dimensions=dimensions, normalize=normalize, max_length=max_length
         )
-        self._init_engine(
-            Qwen3EmbedEngine,
-            options,
-            model=model,
-            device=device,
-            dtype=dtype,
-            token=token,
-            local_files_only=local_files_only,
-            revision=revision,
-        )
+        self._init_engine(Qwen3EmbedEngine, options, model, device, dtype, token, local_files_only, revision)
 
-    def to_dict(self) -> dict[str, Any]:
-        """
-        Serializes the component to a dictionary.
-
-        :returns:
-            Dictionary with serialized data.
-        """
+    def _own_parameters(self) -> dict[str, Any]:
         options = self.holder.options
-        return self._to_dict(
+        return dict(
             instruction=options.instruction,
             dimensions=options.dimensions,
             normalize=options.normalize,
@@ -128,14 +106,8 @@ class Qwen3TextEmbedder(EngineComponent):
     @component.output_types(embedding=list[float], meta=dict[str, Any])
     async def run_async(self, text: str) -> dict[str, Any]:
         """
-        Like `run()`, awaiting the model's shared scheduler: no thread is held while the model computes.
-
-        :param text:
-            The query to embed.
-        :returns:
-            A dictionary with the following keys:
-            - `embedding`: The query's embedding, a list of floats.
-            - `meta`: What the run computed (`RunMeta.to_dict()`: tokens, timings, device, dtype).
+        Like `run()`, with the same parameters and outputs, awaiting the model's shared scheduler: no thread is held
+        while the model computes, and cancelling the task drops its packs that have not started.
         """
         self._check(text)
         engine = await self.holder.engine_async()

@@ -10,7 +10,7 @@ from langchain_core.embeddings import Embeddings
 from pydantic import model_validator
 
 from ..engine import EmbedOptions, EmbedResult, EngineHolder, Qwen3EmbedEngine
-from ..engine.options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK
+from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK
 from ..engine.prompts import check_list
 from ._common import EngineFields
 
@@ -38,7 +38,7 @@ class Qwen3Embeddings(EngineFields, Embeddings):
 
     engine_class: ClassVar[type] = Qwen3EmbedEngine
 
-    model: str = "Qwen/Qwen3-Embedding-0.6B"
+    model: str = DEFAULT_EMBEDDER
     """Hub id or local folder of a Qwen3-Embedding checkpoint (0.6B, 4B or 8B; safetensors, no remote code)."""
     instruction: str | None = None
     """Task instruction put before each query (``query_instruction`` before 0.2, still accepted); ``None`` uses the

@@ -11,7 +11,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import field_validator
 
 from ..engine import Qwen3RerankEngine, RerankOptions
-from ..engine.options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK
+from ..engine.options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
 from ..engine.prompts import check_list
 from ._common import EngineFields
 
@@ -40,7 +40,7 @@ class Qwen3Reranker(EngineFields, BaseDocumentCompressor):
 
     engine_class: ClassVar[type] = Qwen3RerankEngine
 
-    model: str = "Qwen/Qwen3-Reranker-0.6B"
+    model: str = DEFAULT_RERANKER
     """Hub id or local folder of a Qwen3-Reranker checkpoint (0.6B, 4B or 8B; safetensors, no remote code)."""
     top_n: int | None = 3
     """How many documents to return, best first; ``None`` returns every document."""

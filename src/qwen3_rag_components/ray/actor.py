@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import json
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,11 @@ import pyarrow as pa
 
 from ..engine import EmbedOptions, EngineHolder, LoadSpec, RerankOptions, RunMeta
 
+_CHECK_ONLY = contextvars.ContextVar("check_only", default=False)  # set while check_arguments builds an instance
+
 
 class EngineActor:
-    """Shared by both callables: checking the constructor arguments without loading, and the engine holder."""
+    """Shared by both callables: checking the constructor arguments in the driver, the engine holder, the meta."""
 
     holder: EngineHolder[Any]
     meta_column: str | None
@@ -34,32 +36,26 @@ class EngineActor:
         except TypeError as error:  # an unknown or a missing argument
             raise TypeError(f"{cls.__name__}: {error}; its arguments are {list(signature.parameters)}.") from None
         bound.apply_defaults()
-        cls._setup(bound.arguments)
+        checking = _CHECK_ONLY.set(True)
+        try:
+            cls(**bound.arguments)  # every check runs in the constructor; here it loads nothing
+        finally:
+            _CHECK_ONLY.reset(checking)
         return bound.arguments
 
-    @classmethod
-    def _setup(cls, arguments: Mapping[str, Any]) -> tuple[LoadSpec, RerankOptions | EmbedOptions]:
-        """What to load and the engine options, built (and so checked) from the constructor arguments."""
-        raise NotImplementedError
-
-    @staticmethod
-    def _load_spec(arguments: Mapping[str, Any]) -> LoadSpec:
-        # The device is only parsed here: the driver may have no GPU while the workers do.
-        return LoadSpec(
-            arguments["model"],
-            device=arguments["device"],
-            dtype=arguments["dtype"],
-            local_files_only=arguments["local_files_only"],
-            revision=arguments["revision"],
-            token=arguments["token"],
-        )
-
-    def _load(self, arguments: Mapping[str, Any], engine_class: type[Any]) -> None:
-        """Check the arguments, then load this process's shared engine for them (once per actor)."""
-        spec, options = self._setup(arguments)
-        self.meta_column = arguments["meta_column"]
+    def _hold(
+        self,
+        engine_class: type[Any],
+        spec: LoadSpec,
+        options: RerankOptions | EmbedOptions,
+        meta_column: str | None,
+    ) -> None:
+        """Keep the engine holder and load the engine now (once per actor), so that a failed load fails the actor's
+        constructor; not while :meth:`check_arguments` runs in the driver."""
         self.holder = EngineHolder(engine_class, spec, options)
-        _ = self.holder.engine
+        self.meta_column = meta_column
+        if not _CHECK_ONLY.get():
+            _ = self.holder.engine
 
     def _with_meta(self, batch: pa.Table, meta: RunMeta) -> pa.Table:
         """The batch with the call's meta as a struct column, when ``meta_column`` asks for one."""

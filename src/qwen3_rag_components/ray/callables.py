@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -11,12 +10,10 @@ from ray.data.extensions import ArrowTensorArray
 
 from ..engine import EmbedOptions, LoadSpec, Qwen3EmbedEngine, Qwen3RerankEngine, RerankOptions
 from ..engine.heads import check_dimensions
-from ..engine.options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK
+from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
 from .actor import EngineActor, hidden_size
 from .columns import check_batch, check_column_arguments, check_output_column, score_column
 
-DEFAULT_EMBEDDER = "Qwen/Qwen3-Embedding-0.6B"
-DEFAULT_RERANKER = "Qwen/Qwen3-Reranker-0.6B"
 EMBED_KINDS = ("documents", "queries")
 
 
@@ -78,53 +75,27 @@ class Qwen3RayEmbedder(EngineActor):
         max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
         meta_column: str | None = None,
     ) -> None:
-        self.column = column
-        self.output_column = output_column
-        self.kind = kind
-        arguments = {
-            "model": model,
-            "column": column,
-            "output_column": output_column,
-            "kind": kind,
-            "dimensions": dimensions,
-            "normalize": normalize,
-            "instruction": instruction,
-            "device": device,
-            "dtype": dtype,
-            "local_files_only": local_files_only,
-            "revision": revision,
-            "token": token,
-            "max_length": max_length,
-            "max_tokens_per_pack": max_tokens_per_pack,
-            "meta_column": meta_column,
-        }
-        self._load(arguments, Qwen3EmbedEngine)
-
-    @classmethod
-    def _setup(cls, arguments: Mapping[str, Any]) -> tuple[LoadSpec, EmbedOptions]:
-        kind = arguments["kind"]
         if kind not in EMBED_KINDS:
             raise ValueError(
                 f"kind={kind!r} is not supported; use 'documents' (embedded as they are) or 'queries' "
                 "(with the query instruction)."
             )
-        if kind == "documents" and arguments["instruction"] is not None:
+        if kind == "documents" and instruction is not None:
             raise ValueError(
                 "instruction applies to queries only; documents are embedded without one. "
                 "Use kind='queries' to embed queries with it."
             )
-        check_column_arguments(
-            {"column": arguments["column"]},
-            {"output_column": arguments["output_column"], "meta_column": arguments["meta_column"]},
-        )
+        check_column_arguments({"column": column}, {"output_column": output_column, "meta_column": meta_column})
+        self.column, self.output_column, self.kind = column, output_column, kind
         options = EmbedOptions(
-            instruction=arguments["instruction"],
-            dimensions=arguments["dimensions"],
-            normalize=arguments["normalize"],
-            max_length=arguments["max_length"],
-            max_tokens_per_pack=arguments["max_tokens_per_pack"],
+            instruction=instruction,
+            dimensions=dimensions,
+            normalize=normalize,
+            max_length=max_length,
+            max_tokens_per_pack=max_tokens_per_pack,
         )
-        return cls._load_spec(arguments), options
+        spec = LoadSpec(model, device, dtype, local_files_only, revision, token)
+        self._hold(Qwen3EmbedEngine, spec, options, meta_column)
 
     @classmethod
     def check_arguments(cls, **arguments: Any) -> dict[str, Any]:
@@ -171,7 +142,7 @@ class Qwen3RayReranker(EngineActor):
         local_files_only: Never download; use the folder or the Hugging Face cache of each node.
         revision: Hub revision (branch, tag or commit).
         token: Hugging Face token (sent to every actor with its arguments); ``None`` uses each node's ``HF_TOKEN``.
-        max_length: Tokens per prompt (the official 8192); longer documents are cut from their end.
+        max_length: Tokens per prompt (the official value is the default); longer documents are cut from their end.
         max_tokens_per_pack: Token budget of one forward pass.
         max_docs_per_pack: Cap on documents per forward pass; ``None``: no cap.
         meta_column: A column to add with the batch's ``RunMeta`` (a struct: packs, tokens, timings, device, ...),
@@ -207,40 +178,19 @@ class Qwen3RayReranker(EngineActor):
         max_docs_per_pack: int | None = None,
         meta_column: str | None = None,
     ) -> None:
-        self.query_column = query_column
-        self.documents_column = documents_column
-        self.output_column = output_column
-        arguments = {
-            "model": model,
-            "query_column": query_column,
-            "documents_column": documents_column,
-            "output_column": output_column,
-            "instruction": instruction,
-            "device": device,
-            "dtype": dtype,
-            "local_files_only": local_files_only,
-            "revision": revision,
-            "token": token,
-            "max_length": max_length,
-            "max_tokens_per_pack": max_tokens_per_pack,
-            "max_docs_per_pack": max_docs_per_pack,
-            "meta_column": meta_column,
-        }
-        self._load(arguments, Qwen3RerankEngine)
-
-    @classmethod
-    def _setup(cls, arguments: Mapping[str, Any]) -> tuple[LoadSpec, RerankOptions]:
         check_column_arguments(
-            {"query_column": arguments["query_column"], "documents_column": arguments["documents_column"]},
-            {"output_column": arguments["output_column"], "meta_column": arguments["meta_column"]},
+            {"query_column": query_column, "documents_column": documents_column},
+            {"output_column": output_column, "meta_column": meta_column},
         )
+        self.query_column, self.documents_column, self.output_column = query_column, documents_column, output_column
         options = RerankOptions(
-            instruction=arguments["instruction"],
-            max_length=arguments["max_length"],
-            max_tokens_per_pack=arguments["max_tokens_per_pack"],
-            max_docs_per_pack=arguments["max_docs_per_pack"],
+            instruction=instruction,
+            max_length=max_length,
+            max_tokens_per_pack=max_tokens_per_pack,
+            max_docs_per_pack=max_docs_per_pack,
         )
-        return cls._load_spec(arguments), options
+        spec = LoadSpec(model, device, dtype, local_files_only, revision, token)
+        self._hold(Qwen3RerankEngine, spec, options, meta_column)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """The batch with the score column added, in row order."""

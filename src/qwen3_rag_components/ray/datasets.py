@@ -8,9 +8,9 @@ from typing import Any
 import pyarrow as pa
 import ray.data
 
-from ..engine.options import check_positive_int
+from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_RERANKER, check_positive_int
 from .actor import EngineActor
-from .callables import DEFAULT_EMBEDDER, DEFAULT_RERANKER, Qwen3RayEmbedder, Qwen3RayReranker
+from .callables import Qwen3RayEmbedder, Qwen3RayReranker
 from .columns import check_output_column, column_shape, missing_column, score_column
 
 
