@@ -16,6 +16,7 @@ from .. import __version__
 from ..engine import EmbedOptions, LoadSpec, Qwen3EmbedEngine, Qwen3RerankEngine, RerankOptions
 from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
 from ..engine.placement import DTYPES
+from .serve import add_serve_command
 from .texts import PROG, CliError, float32_values, read_texts, report, show_progress, write_jsonl
 
 T = TypeVar("T")
@@ -26,6 +27,7 @@ EXAMPLES = """examples:
   qwen3-rag embed docs.jsonl --output vectors.npy
   qwen3-rag embed --query --dimensions 256 queries.txt
   qwen3-rag demo --framework langchain
+  qwen3-rag serve --reranker Qwen/Qwen3-Reranker-0.6B --embedder Qwen/Qwen3-Embedding-0.6B --port 8000
 
 exit codes: 0 success, 1 runtime error (unreadable, empty or invalid input; model load failure), 2 usage error,
 130 interrupted."""
@@ -153,7 +155,7 @@ def add_model_options(parser: argparse.ArgumentParser, default_model: str) -> No
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Qwen3 reranking and embedding from the command line, and the RAG demo.",
+        description="Qwen3 reranking and embedding from the command line, an HTTP server, and the RAG demo.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -187,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--no-normalize", action="store_true", help="skip the L2 normalisation")
     add_model_options(embed, DEFAULT_EMBEDDER)
     embed.set_defaults(run=run_embed)
+
+    add_serve_command(commands, positive_int)
 
     # `demo` is dispatched in main() before parsing: all its arguments, --help included, go to demo.main().
     commands.add_parser("demo", help="Run the RAG demo (its options: qwen3-rag demo --help).", add_help=False)

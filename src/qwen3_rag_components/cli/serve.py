@@ -1,0 +1,93 @@
+"""``qwen3-rag serve``: its options, and loading the models before the server listens."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from ..engine import EmbedOptions, LoadSpec, RerankOptions
+from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
+from ..engine.placement import DTYPES
+from .texts import PROG, CliError
+
+API_KEY_VARIABLE = "QWEN3_RAG_API_KEY"
+
+
+def add_serve_command(commands: Any, positive_int: Any) -> None:
+    summary = "Serve the reranker and/or embedder over HTTP (Cohere/Jina, OpenAI and TEI routes)."
+    parser = commands.add_parser(
+        "serve",
+        help=summary,
+        description=f"{summary}\n\nexample:\n  {PROG} serve --reranker Qwen/Qwen3-Reranker-0.6B --port 8000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    models = parser.add_argument_group("models (at least one)")
+    models.add_argument("--reranker", default=None, metavar="MODEL", help="hub id or local folder of a reranker")
+    models.add_argument("--embedder", default=None, metavar="MODEL", help="hub id or local folder of an embedder")
+    models.add_argument(
+        "--demo",
+        action="store_true",
+        help="serve the demo's models: the official 0.6B ones when they load without a network wait, else random "
+        "checkpoints (their scores mean nothing)",
+    )
+    models.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
+    models.add_argument("--dtype", choices=list(DTYPES), default=None, help="default: bfloat16 on CUDA, float32 on CPU")
+    models.add_argument("--local-files-only", action="store_true", help="never touch the network; use the local cache")
+    models.add_argument(
+        "--max-tokens-per-pack",
+        type=positive_int,
+        default=DEFAULT_MAX_TOKENS_PER_PACK,
+        metavar="N",
+        help=f"token budget of one forward pass, shared by requests (default: {DEFAULT_MAX_TOKENS_PER_PACK})",
+    )
+    server = parser.add_argument_group("server")
+    server.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    server.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    server.add_argument(
+        "--api-key",
+        default=os.environ.get(API_KEY_VARIABLE),
+        help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_VARIABLE}; unset: no key)",
+    )
+    limits = parser.add_argument_group("limits (larger requests get a 413 naming the limit)")
+    limits.add_argument("--max-documents", type=positive_int, default=1000, metavar="N", help="texts per request")
+    limits.add_argument("--max-chars", type=positive_int, default=100_000, metavar="N", help="characters per text")
+    limits.add_argument(
+        "--max-body-bytes", type=positive_int, default=16 * 2**20, metavar="N", help="request body size"
+    )
+    parser.set_defaults(run=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        from ..serve import ServeLimits, load_models, run_server
+    except ImportError as error:
+        raise CliError(str(error)) from error
+    reranker, embedder = args.reranker, args.embedder
+    local_files_only = args.local_files_only
+    if args.demo:
+        reranker, embedder, local_files_only = demo_models(reranker, embedder, local_files_only)
+    if reranker is None and embedder is None:
+        raise CliError("give --reranker, --embedder (or both), or --demo", code=2)
+    served_reranker, served_embedder = load_models(
+        reranker,
+        embedder,
+        spec=LoadSpec(reranker or embedder or "", args.device, args.dtype, local_files_only),
+        rerank_options=RerankOptions(max_tokens_per_pack=args.max_tokens_per_pack),
+        embed_options=EmbedOptions(max_tokens_per_pack=args.max_tokens_per_pack),
+    )
+    limits = ServeLimits(args.max_documents, args.max_chars, args.max_body_bytes)
+    run_server(served_reranker, served_embedder, host=args.host, port=args.port, limits=limits, api_key=args.api_key)
+    return 0
+
+
+def demo_models(reranker: str | None, embedder: str | None, local_files_only: bool) -> tuple[str, str, bool]:
+    """The demo's choice: the given or official models when they can load, else random checkpoints (once)."""
+    from ..demo import choose_models, random_models
+
+    models, reason = choose_models(embedder or DEFAULT_EMBEDDER, reranker or DEFAULT_RERANKER, local_files_only)
+    if reason:
+        print(f"{PROG}: official models unavailable ({reason}): serving RANDOM checkpoints", file=sys.stderr)
+        models = random_models(None, "0.6b-2layers")
+    return models.reranker, models.embedder, models.local_files_only
