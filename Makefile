@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 LAYERS ?= 4
 
-.PHONY: install test test-slow lint bench demo docs clean
+.PHONY: install test test-slow lint bench demo serve docs clean
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ bench: $(STAMP)
 # A RAG run over Python's own help topics; DEMO_ARGS="--framework langchain" for the LangChain classes.
 demo: $(STAMP)
 	$(PY) -m qwen3_rag_components.demo $(DEMO_ARGS)
+
+# The demo's models over HTTP on 127.0.0.1:8000 (random checkpoints where the official ones cannot load);
+# SERVE_ARGS="--port 9000 --api-key secret" for more.
+serve: $(STAMP)
+	$(VENV)/bin/qwen3-rag serve --demo $(SERVE_ARGS)
 
 # The docs site: figures drawn from the engine's own pack plan and from bench/results, then a strict mkdocs build.
 docs: $(STAMP)

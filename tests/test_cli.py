@@ -197,7 +197,7 @@ def test_help_runs_as_module():
 # --- errors, help and forwarding: in-process (nothing is loaded) ----------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["rerank", "embed"])
+@pytest.mark.parametrize("command", ["rerank", "embed", "serve"])
 def test_command_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([command, "--help"])
@@ -247,6 +247,11 @@ def test_missing_model_folder(tmp_path, capsys):
     assert_one_error_line(capsys.readouterr().err, "No model folder at", "no-model")
 
 
+def test_serve_needs_a_model(capsys):
+    assert cli.main(["serve", "--port", "0"]) == 2
+    assert_one_error_line(capsys.readouterr().err, "give --reranker, --embedder (or both), or --demo")
+
+
 def test_embed_instruction_needs_query(capsys):
     assert cli.main(["embed", "--instruction", INSTRUCTION, "never-read.txt"]) == 2
     assert_one_error_line(capsys.readouterr().err, "--query")
@@ -292,6 +297,7 @@ def test_the_cli_works_from_an_installed_wheel(reranker_paths, embedder_paths, t
     assert where.stdout.startswith(str(target))
     assert "rerank" in qwen3_rag("--help").stdout
     assert "--framework" in qwen3_rag("demo", "--help").stdout
+    assert "--max-body-bytes" in qwen3_rag("serve", "--help").stdout
     scores = qwen3_rag("rerank", "--query", QUERY, "--model", str(reranker_paths["tied"]), stdin="a\nb\n")
     assert scores.returncode == 0 and len(scores.stdout.splitlines()) == 2, scores.stderr
     vectors = qwen3_rag("embed", "--model", str(embedder_paths["base"]), "--dimensions", "4", stdin="a\n")
