@@ -167,3 +167,13 @@ async def test_concurrent_requests_share_packs_and_get_their_own_results(client,
 def test_the_server_binds_to_loopback_unless_told_otherwise():
     args = build_parser().parse_args(["serve", "--reranker", "r"])
     assert (args.host, args.port) == ("127.0.0.1", 8000)
+
+
+def test_import_without_fastapi_names_the_extra(monkeypatch):
+    import sys
+
+    for name in [m for m in sys.modules if m.startswith("qwen3_rag_components.serve")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # makes `import fastapi` fail
+    with pytest.raises(ImportError, match=r'pip install "qwen3-rag-components\[serve\]"'):
+        import qwen3_rag_components.serve  # noqa: F401
