@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Any
@@ -70,6 +71,7 @@ def run_serve(args: argparse.Namespace) -> int:
         reranker, embedder, local_files_only = demo_models(reranker, embedder, local_files_only)
     if reranker is None and embedder is None:
         raise CliError("give --reranker, --embedder (or both), or --demo", code=2)
+    logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s")  # "loaded MODEL on cpu (float32) in 2.1 s"
     served_reranker, served_embedder = load_models(
         reranker,
         embedder,
