@@ -33,9 +33,8 @@ def make_client(
     rerank_options: RerankOptions | None = None,
 ) -> TestClient:
     served_reranker, served_embedder = load_models(
-        reranker,
-        embedder,
-        spec=LoadSpec(reranker or embedder or "", "cpu", local_files_only=True),
+        None if reranker is None else LoadSpec(reranker, "cpu", local_files_only=True),
+        None if embedder is None else LoadSpec(embedder, "cpu", local_files_only=True),
         rerank_options=rerank_options or RerankOptions(),
         embed_options=EmbedOptions(),
     )

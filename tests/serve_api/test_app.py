@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import sys
 
 import httpx
 import numpy as np
@@ -170,8 +171,6 @@ def test_the_server_binds_to_loopback_unless_told_otherwise():
 
 
 def test_import_without_fastapi_names_the_extra(monkeypatch):
-    import sys
-
     for name in [m for m in sys.modules if m.startswith("qwen3_rag_components.serve")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "fastapi", None)  # makes `import fastapi` fail

@@ -65,31 +65,32 @@ def run_serve(args: argparse.Namespace) -> int:
         from ..serve import ServeLimits, load_models, run_server
     except ImportError as error:
         raise CliError(str(error)) from error
-    reranker, embedder = args.reranker, args.embedder
-    local_files_only = args.local_files_only
+    reranker, embedder, local_files_only = args.reranker, args.embedder, args.local_files_only
     if args.demo:
-        reranker, embedder, local_files_only = demo_models(reranker, embedder, local_files_only)
+        from ..demo.models import DEFAULT_RANDOM_GEOMETRY, models_or_random
+
+        models = models_or_random(
+            embedder or DEFAULT_EMBEDDER,
+            reranker or DEFAULT_RERANKER,
+            local_files_only,
+            cache_dir=None,
+            geometry=DEFAULT_RANDOM_GEOMETRY,
+            notice=sys.stderr,
+        )
+        reranker, embedder, local_files_only = models.reranker, models.embedder, models.local_files_only
     if reranker is None and embedder is None:
         raise CliError("give --reranker, --embedder (or both), or --demo", code=2)
     logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s")  # "loaded MODEL on cpu (float32) in 2.1 s"
+
+    def spec(model: str | None) -> LoadSpec | None:
+        return None if model is None else LoadSpec(model, args.device, args.dtype, local_files_only)
+
     served_reranker, served_embedder = load_models(
-        reranker,
-        embedder,
-        spec=LoadSpec(reranker or embedder or "", args.device, args.dtype, local_files_only),
+        spec(reranker),
+        spec(embedder),
         rerank_options=RerankOptions(max_tokens_per_pack=args.max_tokens_per_pack),
         embed_options=EmbedOptions(max_tokens_per_pack=args.max_tokens_per_pack),
     )
     limits = ServeLimits(args.max_documents, args.max_chars, args.max_body_bytes)
     run_server(served_reranker, served_embedder, host=args.host, port=args.port, limits=limits, api_key=args.api_key)
     return 0
-
-
-def demo_models(reranker: str | None, embedder: str | None, local_files_only: bool) -> tuple[str, str, bool]:
-    """The demo's choice: the given or official models when they can load, else random checkpoints (once)."""
-    from ..demo import choose_models, random_models
-
-    models, reason = choose_models(embedder or DEFAULT_EMBEDDER, reranker or DEFAULT_RERANKER, local_files_only)
-    if reason:
-        print(f"{PROG}: official models unavailable ({reason}): serving RANDOM checkpoints", file=sys.stderr)
-        models = random_models(None, "0.6b-2layers")
-    return models.reranker, models.embedder, models.local_files_only

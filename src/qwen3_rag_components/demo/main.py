@@ -13,11 +13,12 @@ from ..engine import RunMeta
 from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_RERANKER
 from .corpus import Passage, load_passages
 from .models import (
+    DEFAULT_RANDOM_GEOMETRY,
     RANDOM_GEOMETRIES,
     DemoError,
     Models,
     cache_root,
-    choose_models,
+    models_or_random,
     random_models,
 )
 from .pipelines import RERANK_K, RETRIEVE_K, ModelLoadError, Report, run_haystack, run_langchain
@@ -87,7 +88,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--random-geometry",
         choices=sorted(RANDOM_GEOMETRIES),
-        default="0.6b-2layers",
+        default=DEFAULT_RANDOM_GEOMETRY,
         help="shape of the random fallback checkpoints (default: %(default)s)",
     )
     parser.add_argument("--cache-dir", type=Path, default=None, help=f"random checkpoints go here ({cache_root()})")
@@ -112,10 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    models, reason = choose_models(args.embedder, args.reranker, args.local_files_only)
-    if reason:
-        print(f"Official models unavailable ({reason}): running on RANDOM {args.random_geometry} Qwen3 checkpoints.")
-        models = random_models(args.cache_dir, args.random_geometry)
+    models = models_or_random(
+        args.embedder,
+        args.reranker,
+        args.local_files_only,
+        cache_dir=args.cache_dir,
+        geometry=args.random_geometry,
+        notice=sys.stdout,
+    )
     passages = load_passages(args.max_passages)
     questions = args.questions or list(DEFAULT_QUESTIONS)
     topics = len({p.topic for p in passages})

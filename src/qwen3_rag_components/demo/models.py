@@ -9,13 +9,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlparse
 
 from ..engine.loading import is_local_path
+from ..engine.options import check_model_name
 
+DEFAULT_RANDOM_GEOMETRY = "0.6b-2layers"
 # Random fallback: layer geometry name -> Qwen3Geometry fields (hidden, mlp, layers, heads, kv heads, head_dim).
 RANDOM_GEOMETRIES = {
-    "0.6b-2layers": (1024, 3072, 2, 16, 8, 128),  # the real 0.6B width, 2 of its 28 layers
+    DEFAULT_RANDOM_GEOMETRY: (1024, 3072, 2, 16, 8, 128),  # the real 0.6B width, 2 of its 28 layers
     "tiny": (64, 128, 2, 4, 2, 16),  # for tests: seconds, not minutes
 }
 
@@ -71,13 +74,24 @@ def _unavailable(name: str, offline: bool) -> str | None:
 
 def choose_models(embedder: str, reranker: str, local_files_only: bool) -> tuple[Models, str | None]:
     """The models to load, and the reason to fall back to random checkpoints (None: no need)."""
-    embedder, reranker = (os.path.expanduser(name) if is_local_path(name) else name for name in (embedder, reranker))
+    embedder, reranker = check_model_name(embedder), check_model_name(reranker)  # "~/x" expanded, as when loading
     needs_hub = any(not Path(name).is_dir() and not is_local_path(name) for name in (embedder, reranker))
     offline = local_files_only or (needs_hub and not _hub_reachable())
     reasons = [reason for name in (embedder, reranker) if (reason := _unavailable(name, offline))]
     if reasons and offline and not local_files_only:
         reasons.append("no network access to the Hub")
     return Models(embedder, reranker, offline), "; ".join(reasons) or None
+
+
+def models_or_random(
+    embedder: str, reranker: str, local_files_only: bool, *, cache_dir: Path | None, geometry: str, notice: TextIO
+) -> Models:
+    """:func:`choose_models`, falling back to :func:`random_models` with a one-line notice that says why."""
+    models, reason = choose_models(embedder, reranker, local_files_only)
+    if reason is None:
+        return models
+    print(f"Official models unavailable ({reason}): running on RANDOM {geometry} Qwen3 checkpoints.", file=notice)
+    return random_models(cache_dir, geometry)
 
 
 def cache_root() -> Path:

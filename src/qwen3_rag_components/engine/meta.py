@@ -38,7 +38,7 @@ class RunMeta:
     @classmethod
     def nothing(cls, device: torch.device, dtype: torch.dtype) -> RunMeta:
         """The meta of a call with no inputs, which returns without touching the model."""
-        return cls(0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, str(device), str(dtype).removeprefix("torch."))
+        return cls(0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, str(device), dtype_name(dtype))
 
 
 def run_meta(run: PackedRun, start: float, *, device: torch.device, dtype: torch.dtype, **counts: int) -> RunMeta:
@@ -49,10 +49,14 @@ def run_meta(run: PackedRun, start: float, *, device: torch.device, dtype: torch
         tokens_computed=run.tokens_computed,
         elapsed_ms=(time.perf_counter() - start) * 1000,
         device=str(device),
-        dtype=str(dtype).removeprefix("torch."),
+        dtype=dtype_name(dtype),
         queued_ms=run.queued_s * 1000,
         compute_ms=run.compute_s * 1000,
     )
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")  # "float32", as users write it
 
 
 @contextmanager

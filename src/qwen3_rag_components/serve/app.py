@@ -71,7 +71,7 @@ def create_app(
             raise RequestError(404, f"This server has no {kind}; start it with {flag} to serve this route.")
         return model
 
-    def check_texts(texts: list[str], field: str) -> None:
+    def check_limits(texts: list[str], field: str) -> None:
         if not texts:
             raise RequestError(422, f"{field} is empty; send at least one text.", field)
         if len(texts) > limits.max_documents:
@@ -147,7 +147,7 @@ def create_app(
         model = served(reranker, "reranker", "--reranker")
         texts = [doc if isinstance(doc, str) else doc.text for doc in body.documents]
         check_length(body.query, "query")
-        check_texts(texts, "documents")
+        check_limits(texts, "documents")
         scores, meta = await score(model, body.query, texts, instruction=body.instruction)
         order = sorted(range(len(texts)), key=lambda i: -scores[i])[: body.top_n]  # stable: ties keep input order
         results = [{"index": i, "relevance_score": scores[i]} for i in order]
@@ -172,7 +172,7 @@ def create_app(
         """TEI: ``[{index, score, text?}]`` best first; ``raw_scores`` gives ``logit_yes - logit_no``."""
         model = served(reranker, "reranker", "--reranker")
         check_length(body.query, "query")
-        check_texts(body.texts, "texts")
+        check_limits(body.texts, "texts")
         scores, meta = await score(model, body.query, body.texts, return_logits=body.raw_scores)
         if not body.truncate:
             refuse_truncated(meta, "texts")
@@ -186,7 +186,7 @@ def create_app(
         """OpenAI: one vector per input, in input order; ``encoding_format="base64"`` gives little-endian float32."""
         model = served(embedder, "embedder", "--embedder")
         texts = [body.input] if isinstance(body.input, str) else body.input
-        check_texts(texts, "input")
+        check_limits(texts, "input")
         is_query = body.input_type == "query" or body.instruction is not None
         vectors, meta = await embed(
             model, texts, is_query=is_query, instruction=body.instruction, dimensions=body.dimensions
@@ -209,7 +209,7 @@ def create_app(
         """TEI: ``[[...], ...]`` in input order; ``prompt_name="query"`` adds the query instruction."""
         model = served(embedder, "embedder", "--embedder")
         texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
-        check_texts(texts, "inputs")
+        check_limits(texts, "inputs")
         vectors, meta = await embed(
             model, texts, is_query=body.prompt_name == "query", dimensions=body.dimensions, normalize=body.normalize
         )

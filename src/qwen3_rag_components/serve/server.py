@@ -4,42 +4,37 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import uvicorn
 
 from ..engine import EmbedOptions, EngineHolder, LoadSpec, Qwen3EmbedEngine, Qwen3RerankEngine, RerankOptions
+from ..engine.meta import dtype_name
 from .app import ServedModel, ServeLimits, create_app
 
 logger = logging.getLogger(__name__)
 
 
 def load_models(
-    reranker: str | None,
-    embedder: str | None,
+    reranker: LoadSpec | None,
+    embedder: LoadSpec | None,
     *,
-    spec: LoadSpec,
     rerank_options: RerankOptions,
     embed_options: EmbedOptions,
 ) -> tuple[ServedModel | None, ServedModel | None]:
-    """The served models, loaded now: a bad path or an unavailable device fails before the server listens.
+    """The served models, loaded now: a bad path or an unavailable device fails before the server listens."""
+    served_reranker = None if reranker is None else _loaded(Qwen3RerankEngine, reranker, rerank_options)
+    served_embedder = None if embedder is None else _loaded(Qwen3EmbedEngine, embedder, embed_options)
+    return served_reranker, served_embedder
 
-    ``spec`` gives the placement and hub options; its ``model`` is replaced by each checkpoint's.
-    """
-    served = []
-    for name, engine_class, options in (
-        (reranker, Qwen3RerankEngine, rerank_options),
-        (embedder, Qwen3EmbedEngine, embed_options),
-    ):
-        if name is None:
-            served.append(None)
-            continue
-        start = time.perf_counter()
-        model_spec = LoadSpec(name, spec.device, spec.dtype, spec.local_files_only, spec.revision, spec.token)
-        holder = EngineHolder(engine_class, model_spec, options)
-        engine = holder.engine
-        logger.info("loaded %s on %s (%s) in %.1f s", name, engine.device, engine.dtype, time.perf_counter() - start)
-        served.append(ServedModel(name, holder))
-    return served[0], served[1]
+
+def _loaded(engine_class: type[Any], spec: LoadSpec, options: RerankOptions | EmbedOptions) -> ServedModel:
+    start = time.perf_counter()
+    holder = EngineHolder(engine_class, spec, options)
+    engine = holder.engine
+    seconds = time.perf_counter() - start
+    logger.info("loaded %s on %s (%s) in %.1f s", spec.model, engine.device, dtype_name(engine.dtype), seconds)
+    return ServedModel(spec.model, holder)
 
 
 def run_server(
