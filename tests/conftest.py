@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,13 @@ import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
+from qwen3_rag_components.engine.placement import DTYPE_VARIABLE
 from qwen3_rag_components.engine.scheduler import Job
 from qwen3_rag_components.testing import write_embedding_checkpoint, write_reranker_checkpoint
+
+# Wherever a test leaves dtype=None it checks the exact path (fp32, within 1e-5 of the official code), which on a CPU
+# with AMX is not the hardware default (bf16). Subprocesses (the CLI, the HTTP service, Ray workers) inherit this.
+os.environ[DTYPE_VARIABLE] = "float32"
 
 
 def capture_jobs(monkeypatch: pytest.MonkeyPatch, engine: Qwen3RerankEngine | Qwen3EmbedEngine) -> list[Job]:

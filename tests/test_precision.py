@@ -1,4 +1,5 @@
-"""bf16 (CUDA's default) and fp16 run through the same code on CPU: close to fp32, finite, yes/no head in fp32.
+"""bf16 (the default on CUDA and AMX CPUs) and fp16 run through the same code on CPU: close to fp32, finite, yes/no
+head in fp32; and how ``dtype=None`` picks the dtype.
 
 Tolerances (also in docs/fidelity.md): reranker |ΔP(yes)| ≤ 0.03 in bf16 and ≤ 0.005 in fp16; embeddings cosine to
 the fp32 vector ≥ 0.999 in bf16 and ≥ 0.9999 in fp16.
@@ -6,11 +7,16 @@ the fp32 vector ≥ 0.999 in bf16 and ≥ 0.9999 in fp16.
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
+from qwen3_rag_components.engine import placement
+from qwen3_rag_components.engine.placement import DTYPE_VARIABLE, choose_dtype
 
 from .texts import BOUNDARY_DOCUMENTS, random_documents
 
@@ -37,3 +43,51 @@ def test_embedder_in_half_precision(embedder_paths, dtype):
     vectors = Qwen3EmbedEngine.from_pretrained(path, device="cpu", dtype=dtype).encode(DOCUMENTS).embeddings
     assert vectors.dtype == np.float32 and np.isfinite(vectors).all()
     assert (vectors * reference).sum(axis=1).min() >= MIN_COSINE[dtype]
+
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("native_bf16", "device", "expected", "why"),
+    [
+        (True, CPU, torch.bfloat16, "CPU with AMX"),
+        (False, CPU, torch.float32, "without native bf16"),
+        (False, CUDA, torch.bfloat16, "on CUDA"),
+        (True, CUDA, torch.bfloat16, "on CUDA"),
+    ],
+)
+def test_default_dtype_follows_the_hardware(monkeypatch, native_bf16, device, expected, why):
+    monkeypatch.delenv(DTYPE_VARIABLE)
+    monkeypatch.setattr(placement, "cpu_has_native_bf16", lambda: native_bf16)
+    dtype, reason = choose_dtype(None, device)
+    assert dtype == expected and why in reason
+    assert choose_dtype("float32", device) == (torch.float32, "asked for")  # the exact path stays one word away
+
+
+def test_the_environment_variable_replaces_only_the_default(monkeypatch):
+    monkeypatch.setattr(placement, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setenv(DTYPE_VARIABLE, "bf16")
+    assert choose_dtype(None, CPU) == (torch.bfloat16, f"from ${DTYPE_VARIABLE}")
+    assert choose_dtype(torch.float16, CPU)[0] == torch.float16
+    monkeypatch.setenv(DTYPE_VARIABLE, "bf17")
+    with pytest.raises(ValueError, match=rf"\${DTYPE_VARIABLE}='bf17' is not supported; use one of"):
+        choose_dtype(None, CPU)
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the CPU flags Linux lists")
+def test_native_bf16_means_amx():
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    assert placement.cpu_has_native_bf16() == ("amx_bf16" in flags)
+
+
+def test_loading_logs_the_choice_and_meta_shows_it(reranker_paths, monkeypatch, caplog):
+    monkeypatch.delenv(DTYPE_VARIABLE)
+    monkeypatch.setattr(placement, "cpu_has_native_bf16", lambda: True)
+    path = str(reranker_paths["tied"])
+    with caplog.at_level(logging.INFO, logger="qwen3_rag_components.engine.loading"):
+        engine = Qwen3RerankEngine.from_pretrained(path, device="cpu")
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{path}: bfloat16 on cpu (default on a CPU with AMX (native bf16 matmul); dtype='float32' for the exact path)"
+    ]
+    assert engine.score_with_meta("q", ["d"]).meta.dtype == "bfloat16"

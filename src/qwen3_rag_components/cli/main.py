@@ -138,7 +138,12 @@ def add_model_options(parser: argparse.ArgumentParser, default_model: str) -> No
     group = parser.add_argument_group("model options")
     group.add_argument("--model", default=default_model, help=f"hub id or local folder (default: {default_model})")
     group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
-    group.add_argument("--dtype", choices=list(DTYPES), default=None, help="default: bfloat16 on CUDA, float32 on CPU")
+    group.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default=None,
+        help="default: bfloat16 on CUDA and AMX CPUs, else float32; $QWEN3_RAG_DTYPE sets it",
+    )
     group.add_argument(
         "--max-tokens-per-pack",
         type=positive_int,

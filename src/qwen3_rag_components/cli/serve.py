@@ -34,7 +34,12 @@ def add_serve_command(commands: Any, positive_int: Any) -> None:
         "checkpoints (their scores mean nothing)",
     )
     models.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA if available, else CPU)")
-    models.add_argument("--dtype", choices=list(DTYPES), default=None, help="default: bfloat16 on CUDA, float32 on CPU")
+    models.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default=None,
+        help="default: bfloat16 on CUDA and AMX CPUs, else float32; $QWEN3_RAG_DTYPE sets it",
+    )
     models.add_argument("--local-files-only", action="store_true", help="never touch the network; use the local cache")
     models.add_argument(
         "--max-tokens-per-pack",

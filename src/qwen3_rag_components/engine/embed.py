@@ -100,8 +100,9 @@ class Qwen3EmbedEngine(HasOptions):
     ) -> Qwen3EmbedEngine:
         """Load a Qwen3-Embedding checkpoint (``Qwen3Model`` or ``Qwen3ForCausalLM``) from a hub id or a folder.
 
-        ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and fp32 on CPU. The other
-        arguments are :class:`~qwen3_rag_components.engine.options.LoadSpec` and
+        ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and on CPUs with AMX, else fp32
+        (the exact path; see :func:`~qwen3_rag_components.engine.placement.choose_dtype`). The other arguments are
+        :class:`~qwen3_rag_components.engine.options.LoadSpec` and
         :class:`~qwen3_rag_components.engine.options.EmbedOptions` fields; ``dimensions`` and ``normalize`` are the
         defaults of every call.
         """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,8 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from .meta import dtype_name
+from .placement import choose_dtype
+
 if TYPE_CHECKING:
     from .options import LoadSpec
+
+logger = logging.getLogger(__name__)
 
 
 def is_local_path(name: str) -> bool:
@@ -22,8 +28,10 @@ def is_local_path(name: str) -> bool:
 
 def load_qwen3(auto_class: type, spec: LoadSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model (safetensors, no remote code) on its device and dtype, and its tokenizer; refuses non-Qwen3 checkpoints."""
-    spec = spec.resolved()
+    asked_dtype, spec = spec.dtype, spec.resolved()
     name = spec.model
+    why = choose_dtype(asked_dtype, spec.device)[1]
+    logger.info("%s: %s on %s (%s)", name, dtype_name(spec.dtype), spec.device, why)
     hub: dict[str, Any] = {
         "local_files_only": spec.local_files_only,
         "revision": spec.revision,

@@ -46,7 +46,7 @@ class LoadSpec:
 
     model: str  # a hub id ("Qwen/Qwen3-Reranker-0.6B") or a local folder ("./reranker", "~/models/x")
     device: str | torch.device | None = None  # None: CUDA when available, else CPU
-    dtype: str | torch.dtype | None = None  # None: bf16 on CUDA, fp32 on CPU
+    dtype: str | torch.dtype | None = None  # None: bf16 on CUDA and AMX CPUs, else fp32; $QWEN3_RAG_DTYPE
     local_files_only: bool = False  # never download: a folder or the Hugging Face cache only
     revision: str | None = None  # hub branch, tag or commit
     token: str | bool | None = field(default=None, repr=False)  # hub token; None: HF_TOKEN or the saved login

@@ -118,8 +118,9 @@ class Qwen3RerankEngine(HasOptions):
     ) -> Qwen3RerankEngine:
         """Load a Qwen3-Reranker from a hub id or a local folder (safetensors, no remote code).
 
-        ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and fp32 on CPU. The other
-        arguments are :class:`~qwen3_rag_components.engine.options.LoadSpec` and
+        ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and on CPUs with AMX, else fp32
+        (the exact path; see :func:`~qwen3_rag_components.engine.placement.choose_dtype`). The other arguments are
+        :class:`~qwen3_rag_components.engine.options.LoadSpec` and
         :class:`~qwen3_rag_components.engine.options.RerankOptions` fields.
         """
         spec = LoadSpec(model_name_or_path, device, dtype, local_files_only, revision, token)

@@ -35,7 +35,8 @@ class Qwen3RayEmbedder(EngineActor):
         normalize: L2-normalise each vector after cutting it.
         instruction: Query instruction (``kind="queries"`` only); ``None`` uses the official one.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; ``None`` picks CUDA when the actor sees a GPU, else CPU.
-        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` (or short names); ``None``: bf16 on CUDA, fp32 on CPU.
+        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` (or short names); ``None``: bf16 on CUDA and AMX
+            CPUs, else fp32.
         local_files_only: Never download; use the folder or the Hugging Face cache of each node.
         revision: Hub revision (branch, tag or commit).
         token: Hugging Face token (sent to every actor with its arguments); ``None`` uses each node's ``HF_TOKEN``.
@@ -138,7 +139,8 @@ class Qwen3RayReranker(EngineActor):
             row, ``"scores"`` for lists.
         instruction: Task instruction of the prompt; ``None`` uses the official one.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; ``None`` picks CUDA when the actor sees a GPU, else CPU.
-        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` (or short names); ``None``: bf16 on CUDA, fp32 on CPU.
+        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` (or short names); ``None``: bf16 on CUDA and AMX
+            CPUs, else fp32.
         local_files_only: Never download; use the folder or the Hugging Face cache of each node.
         revision: Hub revision (branch, tag or commit).
         token: Hugging Face token (sent to every actor with its arguments); ``None`` uses each node's ``HF_TOKEN``.
