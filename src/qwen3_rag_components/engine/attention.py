@@ -82,12 +82,17 @@ def build_buckets(rows: Sequence[Row], device: torch.device) -> list[AttentionBu
 
 
 def packed_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, buckets: Sequence[AttentionBucket], scale: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    buckets: Sequence[AttentionBucket],
+    scale: float,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """q: [T, H, D], k/v: [T, Hkv, D] (rotary applied) -> [T, H * D]."""
+    """q: [T, H, D], k/v: [T, Hkv, D] (rotary applied) -> [T, H * D], written into ``out`` when given."""
     num_tokens, num_heads, head_dim = q.shape
     gqa = num_heads != k.shape[1]
-    out = q.new_empty(num_tokens, num_heads, head_dim)
+    out = q.new_empty(num_tokens, num_heads, head_dim) if out is None else out.view(num_tokens, num_heads, head_dim)
     for b in buckets:
         qb = q[b.query_index].transpose(1, 2)  # [N, H, Lq, D]
         kb = k[b.key_index].transpose(1, 2)  # [N, Hkv, Lk, D]; each KV head serves H / Hkv query heads

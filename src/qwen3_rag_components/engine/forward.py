@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
-from transformers.models.qwen3.modeling_qwen3 import Qwen3Model, rotate_half
+import torch.nn.functional as F
+from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 
 from .attention import AttentionBucket, Row, build_buckets, packed_attention
 
@@ -51,9 +52,46 @@ def build_pack_inputs(
     )
 
 
-def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding as transformers' Qwen3 applies it. x: [T, H, D], cos/sin: [T, D]."""
-    return x * cos[:, None] + rotate_half(x) * sin[:, None]
+# Per-token work (norms, projections, rotary embedding, MLP) runs in chunks of tokens, into buffers allocated once per
+# pack and reused by every layer and chunk. On Linux CPUs glibc maps an allocation above 32 MiB (and often smaller
+# ones) fresh from the kernel and page-faults it in: allocating each layer's [T, 3072] MLP tensors anew cost as much as
+# the elementwise work itself and slowed the matrix products that wrote them. A chunk's widest buffer fits this size.
+CHUNK_BYTES = 24 << 20
+
+
+def token_chunks(model: Qwen3Model, num_tokens: int) -> list[slice]:
+    """Equal chunks of the pack's tokens, each small enough that its widest buffer (the MLP's, usually) fits
+    ``CHUNK_BYTES``."""
+    config = model.config
+    widest = max(config.intermediate_size, config.hidden_size, config.num_attention_heads * config.head_dim)
+    limit = max(1, CHUNK_BYTES // (widest * model.embed_tokens.weight.element_size()))
+    step = -(-num_tokens // -(-num_tokens // limit))  # ceil(T / number of chunks): no small last chunk
+    return [slice(start, start + step) for start in range(0, num_tokens, step)]
+
+
+def project(linear: torch.nn.Linear, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``linear(x)`` written into ``out``. x: [N, in], out: [N, out]."""
+    torch.mm(x, linear.weight.t(), out=out)
+    return out if linear.bias is None else out.add_(linear.bias)
+
+
+def rms_norm(norm: torch.nn.Module, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Qwen3RMSNorm's arithmetic (statistics and scaling in fp32, the weight applied in the model dtype) written into
+    ``out``, which may be ``x``. x, out: [..., C]."""
+    inverse_rms = torch.rsqrt(x.to(torch.float32).square().mean(-1, keepdim=True) + norm.variance_epsilon)  # [..., 1]
+    torch.mul(x, inverse_rms, out=out)  # computed in fp32, rounded once to the model dtype
+    return out.mul_(norm.weight)
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Rotary embedding with transformers' Qwen3 rounding (``x * cos + rotate_half(x) * sin``, each product rounded
+    to the model dtype), written into ``out`` without ``rotate_half``'s copies. x, out: [N, H, D]; cos, sin: [N, D]."""
+    half = x.shape[-1] // 2
+    cos, sin = cos[:, None], sin[:, None]
+    out = torch.mul(x, cos, out=out) if out is not None else x * cos
+    out[..., :half] -= x[..., half:] * sin[..., :half]  # rotate_half's first half is -x2
+    out[..., half:] += x[..., :half] * sin[..., half:]
+    return out
 
 
 @torch.inference_mode()
@@ -63,28 +101,57 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs) -> torch.Tensor:
     The last layer needs keys and values of every token but queries, attention output, o_proj and MLP only at the
     readout tokens: nothing else of it can reach the result, so it is not computed.
     """
-    x = model.embed_tokens(inputs.token_ids)  # [T, C]
+    config = model.config
+    if config.hidden_act != "silu":
+        raise ValueError(f"hidden_act={config.hidden_act!r}: this engine runs Qwen3's SiLU MLP only.")
+    heads, kv_heads, head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
+    x = model.embed_tokens(inputs.token_ids)  # [T, C] residual stream, updated in place chunk by chunk
     cos, sin = model.rotary_emb(x, inputs.position_ids[None])  # [1, T, D] each
     cos, sin = cos[0], sin[0]
-    last = len(model.layers) - 1
-    for index, layer in enumerate(model.layers):
+    num_tokens = len(x)
+    q = x.new_empty(num_tokens, heads, head_dim)
+    k = x.new_empty(num_tokens, kv_heads, head_dim)
+    v = x.new_empty(num_tokens, kv_heads, head_dim)
+    attended = x.new_empty(num_tokens, heads * head_dim)  # attention output
+    chunks = token_chunks(model, num_tokens)
+    width = chunks[0].stop
+    h = x.new_empty(width, config.hidden_size)  # normed input of the chunk
+    added = x.new_empty(width, config.hidden_size)  # o_proj or down_proj output, added to the residual
+    q_chunk = x.new_empty(width, heads, head_dim)
+    k_chunk = x.new_empty(width, kv_heads, head_dim)
+    gate = x.new_empty(width, config.intermediate_size)
+    up = x.new_empty(width, config.intermediate_size)
+
+    def keys_and_values(layer: torch.nn.Module, c: slice, n: int) -> None:
         attn = layer.self_attn
-        h = layer.input_layernorm(x)
-        k = attn.k_norm(attn.k_proj(h).view(len(h), -1, attn.head_dim))  # [T, Hkv, D]
-        v = attn.v_proj(h).view(len(h), -1, attn.head_dim)  # [T, Hkv, D]
-        if index < last:
-            q = attn.q_norm(attn.q_proj(h).view(len(h), -1, attn.head_dim))  # [T, H, D]
-            q, k = rope(q, cos, sin), rope(k, cos, sin)
-            x = x + attn.o_proj(packed_attention(q, k, v, inputs.buckets, attn.scaling))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-            continue
-        r = inputs.readout
-        q_r = attn.q_norm(attn.q_proj(h[r]).view(len(r), -1, attn.head_dim))  # [R, H, D]
-        q_r, k = rope(q_r, cos[r], sin[r]), rope(k, cos, sin)
-        q = q_r.new_empty(len(h), *q_r.shape[1:])  # [T, H, D]: only readout rows are written and read
-        q[r] = q_r
-        x = x[r] + attn.o_proj(packed_attention(q, k, v, inputs.readout_buckets, attn.scaling)[r])  # [R, C]
-        x = x + layer.mlp(layer.post_attention_layernorm(x))
+        rms_norm(layer.input_layernorm, x[c], out=h[:n])
+        kc = project(attn.k_proj, h[:n], out=k_chunk[:n].view(n, -1)).view(n, kv_heads, head_dim)
+        rope(rms_norm(attn.k_norm, kc, out=kc), cos[c], sin[c], out=k[c])
+        project(attn.v_proj, h[:n], out=v[c].view(n, -1))
+
+    *layers, last = model.layers
+    for layer in layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        for c in chunks:
+            n = len(x[c])
+            keys_and_values(layer, c, n)
+            qc = project(attn.q_proj, h[:n], out=q_chunk[:n].view(n, -1)).view(n, heads, head_dim)
+            rope(rms_norm(attn.q_norm, qc, out=qc), cos[c], sin[c], out=q[c])
+        packed_attention(q, k, v, inputs.buckets, attn.scaling, out=attended)
+        for c in chunks:
+            n = len(x[c])
+            x[c] += project(attn.o_proj, attended[c], out=added[:n])
+            rms_norm(layer.post_attention_layernorm, x[c], out=h[:n])
+            g = F.silu(project(mlp.gate_proj, h[:n], out=gate[:n]), inplace=True)
+            g.mul_(project(mlp.up_proj, h[:n], out=up[:n]))
+            x[c] += project(mlp.down_proj, g, out=added[:n])
+    attn, r = last.self_attn, inputs.readout
+    for c in chunks:
+        keys_and_values(last, c, len(x[c]))
+    h = last.input_layernorm(x[r])  # [R, C]
+    q[r] = rope(attn.q_norm(attn.q_proj(h).view(len(r), heads, -1)), cos[r], sin[r])  # other rows: never read
+    x = x[r] + attn.o_proj(packed_attention(q, k, v, inputs.readout_buckets, attn.scaling, out=attended)[r])  # [R, C]
+    x = x + last.mlp(last.post_attention_layernorm(x))
     return model.norm(x)
 
 
