@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import ctypes.util
 import functools
@@ -21,6 +22,7 @@ from typing import Generic, TypeVar
 import psutil
 import torch
 
+from qwen3_rag_components.engine.placement import cpu_has_native_bf16
 from qwen3_rag_components.testing import QWEN3_0_6B, write_embedding_checkpoint, write_reranker_checkpoint
 
 T = TypeVar("T")
@@ -180,16 +182,52 @@ def measure(fn: Callable[[], T], repeat: int = 1) -> Measurement[T]:
 # ------------------------------------------------------------------------------------------------ machine, FLOPs
 
 
-def matmul_gflops(n: int = 4096, repeat: int = 3) -> float:
-    """Best-of-``repeat`` fp32 ``torch.mm`` rate of an n×n by n×n product, in GFLOP/s: the roofline for utilisation."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)  # warm-up: thread pool, page faults
+def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 4096, repeat: int = 3) -> float:
+    """Best-of-``repeat`` rate of an n×n by n×n ``F.linear`` (the weight layout of a model's layers) in ``dtype``, in
+    GFLOP/s: the roofline for utilisation in that dtype. (A plain ``torch.mm(a, b)`` in bf16 takes a far slower path
+    on CPUs without native bf16, so it would not be the rate a model can reach.)"""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.nn.functional.linear(a, b)  # warm-up: thread pool, page faults
     best = math.inf
     for _ in range(repeat):
         start = time.perf_counter()
-        torch.mm(a, b)
+        torch.nn.functional.linear(a, b)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
+
+
+BENCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+MATMUL_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")  # what decides the matmul rates
+
+
+def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dtype",
+        choices=[*BENCH_DTYPES, "both"],
+        default=None,
+        help="dtype of every peer (default: both where the CPU multiplies bf16 natively, AMX; else float32)",
+    )
+
+
+def bench_dtypes(choice: str | None) -> list[str]:
+    """The dtypes to run, fp32 first: its first peer is the |Δ| reference of every dtype."""
+    if choice is None:
+        choice = "both" if cpu_has_native_bf16() else "float32"
+    return list(BENCH_DTYPES) if choice == "both" else [choice]
+
+
+def dtype_json_path(path: Path, dtype: str, dtypes: list[str]) -> Path:
+    """``path`` for the first dtype run; ``<stem>-<dtype>.json`` for the others."""
+    return path if dtype == dtypes[0] else path.with_stem(f"{path.stem}-{dtype}")
+
+
+def cpu_flags() -> str:
+    """The CPU flags that decide fp32 and bf16 matmul speed, as /proc/cpuinfo lists them."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "unknown"
+    return " ".join(flag for flag in MATMUL_FLAGS if flag in flags) or "none of " + " ".join(MATMUL_FLAGS)
 
 
 def cpu_name() -> str:

@@ -5,6 +5,7 @@ A random Qwen3-Embedding checkpoint of the real 0.6B geometry (with ``--layers``
 ``bench/.cache``. Workload: 300 documents of workload R's length distribution plus 100 short queries.
 
     python bench/embed.py --layers 4
+    python bench/embed.py --layers 28 --dtype both   # every peer in fp32, then every peer in bf16
     python bench/embed.py --layers 1 --documents 30 --queries 10   # quick check while developing
 """
 
@@ -29,10 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.oracle`: 
 from tests.oracle import TASK, get_detailed_instruct, official_embeddings
 
 from common import (
+    BENCH_DTYPES,
     WORKLOADS,
     WorkloadSpec,
+    add_dtype_argument,
+    bench_dtypes,
+    cpu_flags,
     cpu_name,
     decoder_shape,
+    dtype_json_path,
     format_ratio,
     format_table,
     make_workload,
@@ -52,8 +58,8 @@ PEER_ORDER = ("official-padded", "st-sentence-transformer", "ours")
 PeerFn = Callable[[list[str], list[str]], np.ndarray]
 
 
-def official_peer(path: Path, batch_size: int) -> PeerFn:
-    model = AutoModel.from_pretrained(path, dtype=torch.float32, local_files_only=True).eval()
+def official_peer(path: Path, batch_size: int, dtype: str = "float32") -> PeerFn:
+    model = AutoModel.from_pretrained(path, dtype=BENCH_DTYPES[dtype], local_files_only=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left", local_files_only=True)
 
     def embed(documents: list[str], queries: list[str]) -> np.ndarray:
@@ -63,14 +69,14 @@ def official_peer(path: Path, batch_size: int) -> PeerFn:
     return embed
 
 
-def sentence_transformer_peer(path: Path, batch_size: int) -> PeerFn:
+def sentence_transformer_peer(path: Path, batch_size: int, dtype: str) -> PeerFn:
     """SentenceTransformer as Qwen3-Embedding ships it: left padding, last-token pooling, normalisation; the
     tokenizer appends <|endoftext|>; queries get the instruction as a prompt."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Normalize, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
 
-    transformer = Transformer(str(path), processor_kwargs={"padding_side": "left"}, model_kwargs={"dtype": "float32"})
+    transformer = Transformer(str(path), processor_kwargs={"padding_side": "left"}, model_kwargs={"dtype": dtype})
     transformer.max_seq_length = 8192
     hidden = transformer.auto_model.config.hidden_size
     model = SentenceTransformer(modules=[transformer, Pooling(hidden, "lasttoken"), Normalize()], device="cpu")
@@ -84,8 +90,8 @@ def sentence_transformer_peer(path: Path, batch_size: int) -> PeerFn:
     return embed
 
 
-def our_peer(path: Path, meta: dict[str, Any]) -> PeerFn:
-    engine = Qwen3EmbedEngine.from_pretrained(str(path), device="cpu", local_files_only=True)
+def our_peer(path: Path, meta: dict[str, Any], dtype: str) -> PeerFn:
+    engine = Qwen3EmbedEngine.from_pretrained(str(path), device="cpu", dtype=dtype, local_files_only=True)
 
     def embed(documents: list[str], queries: list[str]) -> np.ndarray:
         docs = engine.encode(documents)
@@ -111,7 +117,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch.set_num_threads")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per peer (median reported)")
     parser.add_argument("--batch-size", type=int, default=16, help="batch size of the padded peers")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the results to this JSON file (<stem>-bfloat16.json too)"
+    )
+    add_dtype_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -129,11 +138,10 @@ def main(argv: list[str] | None = None) -> None:
     with torch.device("meta"):
         shape = decoder_shape(AutoModel.from_config(config))
     work = useful_flops(shape, 0, lengths)
-    matmul_rate = matmul_gflops()
 
     print(
-        f"machine: {cpu_name()}; torch {torch.__version__}, transformers {transformers.__version__}; threads "
-        f"{torch.get_num_threads()}; fp32 matmul {matmul_rate:.1f} GFLOP/s (4096² torch.mm, best of 3)"
+        f"machine: {cpu_name()} (flags: {cpu_flags()}); torch {torch.__version__}, transformers "
+        f"{transformers.__version__}; threads {torch.get_num_threads()}"
     )
     print(
         f"checkpoint: {path} — random Qwen3Model, {config.num_hidden_layers} layers, hidden {config.hidden_size}, "
@@ -145,68 +153,84 @@ def main(argv: list[str] | None = None) -> None:
         f"{doc_lengths[0]}-{doc_lengths[-1]}) + {len(queries)} queries; {sum(lengths)} tokens; useful work "
         f"{work / 1e9:.1f} GFLOP"
     )
-
-    meta: dict[str, Any] = {}
-    loaders: dict[str, Callable[[], PeerFn]] = {
-        "official-padded": lambda: official_peer(path, args.batch_size),
-        "st-sentence-transformer": lambda: sentence_transformer_peer(path, args.batch_size),
-        "ours": lambda: our_peer(path, meta),
-    }
-    results = {}
-    for name in PEER_ORDER:
-        print(f"  {name} ...", flush=True)
-        peer = loaders[name]()
-        peer(documents[:2], queries[:2])  # warm-up: lazy init, thread pool, allocator
-        results[name] = measure(lambda peer=peer: peer(documents, queries), args.repeat)
-        del peer
-        release_memory()
-
-    reference, ours = results["official-padded"].result, results["ours"].median_seconds
-    rows, records = [], []
-    for name in PEER_ORDER:
-        m = results[name]
-        seconds = m.median_seconds
-        record = {
-            "peer": name,
-            "seconds": seconds,
-            "texts_per_s": len(lengths) / seconds,
-            "tokens_per_s": sum(lengths) / seconds,
-            "ours_speedup": seconds / ours,
-            "utilisation": work / seconds / (matmul_rate * 1e9),
-            "rss_before_mb": m.rss_before_mb,
-            "peak_rss_mb": m.peak_mb,
-            "max_abs_delta": float(np.abs(m.result - reference).max()),
+    dtypes = bench_dtypes(args.dtype)
+    # |Δ| is against the official fp32 vectors in every dtype
+    reference = None if dtypes[0] == "float32" else official_peer(path, args.batch_size)(documents, queries)
+    for dtype in dtypes:
+        matmul_rate = matmul_gflops(BENCH_DTYPES[dtype])
+        print(f"\n=== every peer in {dtype}; {dtype} matmul {matmul_rate:.1f} GFLOP/s (4096² F.linear, best of 3)")
+        meta: dict[str, Any] = {}
+        loaders: dict[str, Callable[[], PeerFn]] = {
+            "official-padded": lambda dtype=dtype: official_peer(path, args.batch_size, dtype),
+            "st-sentence-transformer": lambda dtype=dtype: sentence_transformer_peer(path, args.batch_size, dtype),
+            "ours": lambda dtype=dtype, meta=meta: our_peer(path, meta, dtype),
         }
-        records.append(record)
-        rows.append(
-            [
-                name,
-                f"{record['texts_per_s']:.1f}",
-                f"{record['tokens_per_s']:.0f}",
-                f"{seconds:.2f}",
-                format_ratio(record["ours_speedup"]),
-                f"{100 * record['utilisation']:.1f}%",
-                f"{m.rss_before_mb:.0f}",
-                f"{m.peak_mb:.0f}",
-                f"{record['max_abs_delta']:.1e}",
-            ]
+        results = {}
+        for name in PEER_ORDER:
+            print(f"  {name} ...", flush=True)
+            peer = loaders[name]()
+            peer(documents[:2], queries[:2])  # warm-up: lazy init, thread pool, allocator
+            results[name] = measure(lambda peer=peer: peer(documents, queries), args.repeat)
+            del peer
+            release_memory()
+
+        if reference is None:
+            reference = results["official-padded"].result
+        ours = results["ours"].median_seconds
+        rows, records = [], []
+        for name in PEER_ORDER:
+            m = results[name]
+            seconds = m.median_seconds
+            record = {
+                "peer": name,
+                "seconds": seconds,
+                "texts_per_s": len(lengths) / seconds,
+                "tokens_per_s": sum(lengths) / seconds,
+                "ours_speedup": seconds / ours,
+                "utilisation": work / seconds / (matmul_rate * 1e9),
+                "rss_before_mb": m.rss_before_mb,
+                "peak_rss_mb": m.peak_mb,
+                "max_abs_delta": float(np.abs(m.result - reference).max()),
+                "min_cosine": float((m.result * reference).sum(axis=1).min()),
+            }
+            records.append(record)
+            rows.append(
+                [
+                    name,
+                    f"{record['texts_per_s']:.1f}",
+                    f"{record['tokens_per_s']:.0f}",
+                    f"{seconds:.2f}",
+                    format_ratio(record["ours_speedup"]),
+                    f"{100 * record['utilisation']:.1f}%",
+                    f"{m.rss_before_mb:.0f}",
+                    f"{m.peak_mb:.0f}",
+                    f"{record['max_abs_delta']:.1e}",
+                    f"{record['min_cosine']:.6f}",
+                ]
+            )
+        print(f"  ours meta: documents {meta['documents']}; queries {meta['queries']}")
+        print(
+            f"  ours × = peer time / ours time; util = useful FLOPs / time / {dtype} matmul rate; peak RSS = peak "
+            "during the timed call (VmHWM reset just before it); |Δ| and cosine against the official fp32 vectors."
         )
-    print(f"  ours meta: documents {meta['documents']}; queries {meta['queries']}")
-    print(
-        "  ours × = peer time / ours time; util = useful FLOPs / time / fp32 matmul rate; peak RSS = peak during the "
-        "timed call (VmHWM reset just before it)."
-    )
-    headers = ["peer", "texts/s", "tokens/s", "time (s)", "ours ×", "util", "RSS before (MB)", "peak RSS (MB)"]
-    print(format_table([*headers, "max |Δ| vs official"], rows))
-    executed = work - readout_only_savings(shape, 0, lengths)
-    print(
-        f"  ours executes {executed / 1e9:.1f} GFLOP, {executed / work:.0%} of the useful work (its last layer "
-        "computes queries, o_proj and MLP at the pooled token only), so its util can exceed 100%; executed FLOPs / "
-        f"time / matmul rate = {executed / ours / (matmul_rate * 1e9):.1%}"
-    )
-    if args.json is not None:
-        report = {"args": {k: str(v) for k, v in vars(args).items()}, "matmul_gflops": matmul_rate, "peers": records}
-        args.json.write_text(json.dumps({**report, "ours_meta": meta}, indent=2))
+        headers = ["peer", "texts/s", "tokens/s", "time (s)", "ours ×", "util", "RSS before (MB)", "peak RSS (MB)"]
+        print(format_table([*headers, "max |Δ| vs official", "min cosine"], rows))
+        executed = work - readout_only_savings(shape, 0, lengths)
+        print(
+            f"  ours executes {executed / 1e9:.1f} GFLOP, {executed / work:.0%} of the useful work (its last layer "
+            "computes queries, o_proj and MLP at the pooled token only), so its util can exceed 100%; executed "
+            f"FLOPs / time / matmul rate = {executed / ours / (matmul_rate * 1e9):.1%}"
+        )
+        if args.json is not None:
+            report = {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "dtype": dtype,
+                "cpu_flags": cpu_flags(),
+                "matmul_gflops": matmul_rate,
+                "peers": records,
+                "ours_meta": meta,
+            }
+            dtype_json_path(args.json, dtype, dtypes).write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

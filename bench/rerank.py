@@ -5,6 +5,7 @@ A random tied reranker of the real Qwen3-Reranker-0.6B geometry (with ``--layers
 ``bench/.cache``. Every peer's scores are compared with the official model-card computation.
 
     python bench/rerank.py --layers 4
+    python bench/rerank.py --layers 28 --dtype both   # every peer in fp32, then every peer in bf16
     python bench/rerank.py --layers 1 --workload S --max-docs 20   # quick check while developing
 """
 
@@ -31,12 +32,17 @@ from tests.oracle import PREFIX, SUFFIX
 from tests.oracle import TASK as INSTRUCTION
 
 from common import (
+    BENCH_DTYPES,
     WORKLOADS,
     DecoderShape,
     Measurement,
     Workload,
+    add_dtype_argument,
+    bench_dtypes,
+    cpu_flags,
     cpu_name,
     decoder_shape,
+    dtype_json_path,
     format_ratio,
     format_table,
     make_workload,
@@ -89,8 +95,8 @@ def ensure_checkpoint(layers: int) -> Path:
     return path
 
 
-def load_causal_lm(path: Path) -> PreTrainedModel:
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True).eval()
+def load_causal_lm(path: Path, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True).eval()
 
 
 # ------------------------------------------------------------------------------------------------ official path
@@ -200,11 +206,13 @@ class Bench:
     args: argparse.Namespace
     tokenizer: PreTrainedTokenizerBase
     workloads: list[Workload]
+    dtype: str = "float32"  # every peer's
     notes: list[str] = dataclasses.field(default_factory=list)
 
 
 def transformers_peers(bench: Bench) -> dict[str, PeerFn]:
-    model, tokenizer, batch_size = load_causal_lm(bench.path), bench.tokenizer, bench.args.batch_size
+    model, tokenizer = load_causal_lm(bench.path, BENCH_DTYPES[bench.dtype]), bench.tokenizer
+    batch_size = bench.args.batch_size
 
     def official(last_only: bool) -> PeerFn:
         return lambda q, docs: (
@@ -224,7 +232,7 @@ def transformers_peers(bench: Bench) -> dict[str, PeerFn]:
 def crossencoder_peers(bench: Bench) -> dict[str, PeerFn]:
     from sentence_transformers import CrossEncoder
 
-    model = CrossEncoder(str(bench.path), device="cpu", local_files_only=True)
+    model = CrossEncoder(str(bench.path), device="cpu", local_files_only=True, model_kwargs={"dtype": bench.dtype})
     bench.notes.extend(check_crossencoder_ids(model, bench.tokenizer, bench.workloads))
     batch_size = bench.args.batch_size
 
@@ -237,7 +245,7 @@ def crossencoder_peers(bench: Bench) -> dict[str, PeerFn]:
 
 
 def our_peers(bench: Bench) -> dict[str, PeerFn]:
-    engine = Qwen3RerankEngine.from_pretrained(str(bench.path), device="cpu", local_files_only=True)
+    engine = Qwen3RerankEngine.from_pretrained(str(bench.path), device="cpu", dtype=bench.dtype, local_files_only=True)
 
     def score(q: str, docs: list[str]) -> tuple[list[float], dict[str, Any]]:
         result = engine.score_with_meta(q, docs)
@@ -341,15 +349,17 @@ def peer_rows(
     stats: WorkloadStats,
     results: dict[str, Measurement[tuple[list[float], dict[str, Any]]]],
     matmul_rate: float,
+    reference_scores: list[float],
 ) -> tuple[list[list[str]], list[dict[str, Any]]]:
+    """One row per peer; ``reference_scores`` are the fp32 reference's (the |Δ| column in every dtype)."""
     ours = results["ours"].median_seconds
     reference = results[next(name for name in PEER_ORDER if name in results)]  # official-vocab unless left out
-    reference_scores = torch.tensor(reference.result[0], dtype=torch.float64)
+    reference_tensor = torch.tensor(reference_scores, dtype=torch.float64)
     rows, records = [], []
     for name in (name for name in PEER_ORDER if name in results):
         m = results[name]
         seconds = m.median_seconds
-        delta = (torch.tensor(m.result[0], dtype=torch.float64) - reference_scores).abs().max().item()
+        delta = (torch.tensor(m.result[0], dtype=torch.float64) - reference_tensor).abs().max().item()
         record = {
             "peer": name,
             "seconds": seconds,
@@ -383,14 +393,14 @@ def peer_rows(
     return rows, records
 
 
-def print_header(args: argparse.Namespace, path: Path, shape: DecoderShape, matmul_rate: float) -> None:
+def print_header(args: argparse.Namespace, path: Path, shape: DecoderShape) -> None:
     import sentence_transformers
 
     config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
     print(
-        f"machine: {cpu_name()}; torch {torch.__version__}, transformers {transformers.__version__}, "
-        f"sentence-transformers {sentence_transformers.__version__}; threads {torch.get_num_threads()}; "
-        f"fp32 matmul {matmul_rate:.1f} GFLOP/s (4096² torch.mm, best of 3)"
+        f"machine: {cpu_name()} (flags: {cpu_flags()}); torch {torch.__version__}, transformers "
+        f"{transformers.__version__}, sentence-transformers {sentence_transformers.__version__}; threads "
+        f"{torch.get_num_threads()}"
     )
     print(
         f"checkpoint: {path} — random tied Qwen3ForCausalLM, {config.num_hidden_layers} layers, hidden "
@@ -425,7 +435,7 @@ def print_workload(workload: Workload, stats: WorkloadStats, results: dict[str, 
     )
 
 
-def legend(peak_is_per_call: bool, reference: str) -> str:
+def legend(peak_is_per_call: bool, reference: str, dtype: str) -> str:
     peak = (
         "peak during the timed call (VmHWM reset via /proc/self/clear_refs just before it)"
         if peak_is_per_call
@@ -433,9 +443,8 @@ def legend(peak_is_per_call: bool, reference: str) -> str:
     )
     return (
         "  RSS before = resident set just before the timed call (the loaded peer's weights included); peak RSS = "
-        f"{peak}.\n  ours × = peer time / ours time; × vs ref = {reference} time / peer time (ref = the |Δ| "
-        "reference too); "
-        "util = useful FLOPs / time / fp32 matmul rate."
+        f"{peak}.\n  ours × = peer time / ours time; × vs ref = {reference} time / peer time; max |Δ| vs the fp32 "
+        f"run's {reference} scores; util = useful FLOPs / time / {dtype} matmul rate."
     )
 
 
@@ -474,7 +483,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per peer and workload (median reported)")
     parser.add_argument("--batch-size", type=int, default=16, help="batch size of the per-pair peers")
     parser.add_argument("--max-docs", type=int, default=None, help="cut each workload to this many documents")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the results to this JSON file (<stem>-bfloat16.json too)"
+    )
+    add_dtype_argument(parser)
     parser.add_argument(
         "--peers",
         nargs="+",
@@ -495,39 +507,49 @@ def main(argv: list[str] | None = None) -> None:
 
     path = ensure_checkpoint(args.layers)
     shape = meta_shape(path)
-    matmul_rate = matmul_gflops()
-    print_header(args, path, shape, matmul_rate)
-
+    print_header(args, path, shape)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     names = ["R", "S"] if args.workload == "both" else [args.workload]
     workloads = [make_workload(WORKLOADS[n], args.max_docs) for n in names]
     stats = {w.name: workload_stats(tokenizer, w, shape) for w in workloads}
-    bench = Bench(path, args, tokenizer, workloads)
+    dtypes = bench_dtypes(args.dtype)
+    references: dict[str, list[float]] = {}  # fp32 scores of the first peer in table order, per workload
+    if dtypes[0] != "float32":  # bf16 alone: the fp32 reference is ours in fp32 (within 1e-5 of the official)
+        reference_bench = dataclasses.replace(Bench(path, args, tokenizer, workloads), dtype="float32")
+        score = our_peers(reference_bench)["ours"]
+        references = {w.name: score(w.query, w.documents)[0] for w in workloads}
+        release_memory()
+    for dtype in dtypes:
+        matmul_rate = matmul_gflops(BENCH_DTYPES[dtype])
+        print(f"\n=== every peer in {dtype}; {dtype} matmul {matmul_rate:.1f} GFLOP/s (4096² F.linear, best of 3)")
+        bench = Bench(path, args, tokenizer, workloads, dtype=dtype)
+        results: dict[str, dict[str, Measurement[Any]]] = {w.name: {} for w in workloads}
+        for workload_name, peer, measurement in run_peers(bench):
+            results[workload_name][peer] = measurement
 
-    results: dict[str, dict[str, Measurement[Any]]] = {w.name: {} for w in workloads}
-    for workload_name, peer, measurement in run_peers(bench):
-        results[workload_name][peer] = measurement
-
-    print()
-    for note in bench.notes:
-        print(note)
-    report: dict[str, Any] = {
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "matmul_gflops": matmul_rate,
-        "non_embedding_params": shape.non_embedding_params,
-        "workloads": {},
-    }
-    for workload in workloads:
-        s = stats[workload.name]
-        print_workload(workload, s, results[workload.name])
-        rows, records = peer_rows(workload, s, results[workload.name], matmul_rate)
-        reference = next(name for name in PEER_ORDER if name in results[workload.name])
-        print(legend(all(m.peak_is_per_call for m in results[workload.name].values()), reference))
-        print(format_table(TABLE_HEADERS, rows))
-        print(executed_note(s, results[workload.name]["ours"].median_seconds, matmul_rate))
-        report["workloads"][workload.name] = {**dataclasses.asdict(s), "query": workload.query, "peers": records}
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=2))
+        print()
+        for note in bench.notes:
+            print(note)
+        report: dict[str, Any] = {
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "dtype": dtype,
+            "cpu_flags": cpu_flags(),
+            "matmul_gflops": matmul_rate,
+            "non_embedding_params": shape.non_embedding_params,
+            "workloads": {},
+        }
+        for workload in workloads:
+            s, measured = stats[workload.name], results[workload.name]
+            reference = next(name for name in PEER_ORDER if name in measured)
+            references.setdefault(workload.name, measured[reference].result[0])
+            print_workload(workload, s, measured)
+            rows, records = peer_rows(workload, s, measured, matmul_rate, references[workload.name])
+            print(legend(all(m.peak_is_per_call for m in measured.values()), reference, dtype))
+            print(format_table(TABLE_HEADERS, rows))
+            print(executed_note(s, measured["ours"].median_seconds, matmul_rate))
+            report["workloads"][workload.name] = {**dataclasses.asdict(s), "query": workload.query, "peers": records}
+        if args.json is not None:
+            dtype_json_path(args.json, dtype, dtypes).write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

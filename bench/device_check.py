@@ -1,0 +1,177 @@
+"""Check a device in a few minutes: fidelity of both dtypes against the official fp32 code, and speed against
+sentence-transformers in the device's default dtype, on random checkpoints of the real 0.6B geometry.
+
+    python bench/device_check.py --device cuda               # 28 layers, 100 passages, 150 texts; < 5 min on a GPU
+    python bench/device_check.py --device cpu --layers 2 --documents 10
+
+Checks (exit code 1 when one fails): the engine in fp32 within 1e-5 of the official fp32 scores and vectors; in bf16
+scores within 2e-2 (``--bf16-score-bound``) and vectors at cosine >= 0.999. Speed is a side-by-side ratio (best of
+``--repeat``), no target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common`, `rerank` sit next to this script
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.oracle`: the official computation
+
+from tests.oracle import TASK, get_detailed_instruct, official_embeddings, official_rerank_scores
+
+from common import WORKLOADS, cpu_flags, cpu_name, make_workload, random_checkpoint, release_memory
+from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
+from qwen3_rag_components.engine.meta import dtype_name
+from qwen3_rag_components.engine.placement import choose_dtype
+from rerank import CHAT_TEMPLATE
+
+MIN_COSINE = {"float32": 1 - 1e-6, "bfloat16": 0.999}
+
+
+def best_seconds(call: Callable[[], Any], repeat: int, device: torch.device) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_name()} (flags: {cpu_flags()})"
+
+
+def check_rerank(args: argparse.Namespace, device: torch.device, dtypes: list[str], fast: str) -> list[str]:
+    path = args.reranker or random_checkpoint("reranker", args.layers)
+    # sentence-transformers renders (query, document) pairs through the checkpoint's chat template: bench/rerank.py's
+    (path / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+    workload = make_workload(WORKLOADS["R"], args.documents)
+    query, documents = workload.query, workload.documents
+    official = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    reference = official_rerank_scores(official, tokenizer, query, documents, batch_size=args.batch_size)
+    del official
+    release_memory()
+    lines, failures = [], []
+    for dtype in dtypes:
+        engine = Qwen3RerankEngine.from_pretrained(str(path), device=device, dtype=dtype, local_files_only=True)
+        delta = max(abs(a - b) for a, b in zip(engine.score(query, documents), reference, strict=True))
+        bound = 1e-5 if dtype == "float32" else args.bf16_score_bound
+        verdict = "ok" if delta <= bound else "FAILED"
+        lines.append(f"rerank {dtype}: max |Δ| vs official fp32 {delta:.1e} (bound {bound:g}) {verdict}")
+        if verdict != "ok":
+            failures.append(lines[-1])
+        if dtype == fast:
+            engine.score(query, documents[:2])  # warm-up
+            ours = best_seconds(lambda engine=engine: engine.score(query, documents), args.repeat, device)
+        del engine
+        release_memory()
+    from sentence_transformers import CrossEncoder
+
+    peer = CrossEncoder(str(path), device=str(device), local_files_only=True, model_kwargs={"dtype": fast})
+    pairs = [(query, d) for d in documents]
+    peer.predict(pairs[:2], batch_size=args.batch_size, show_progress_bar=False)
+    theirs = best_seconds(
+        lambda: peer.predict(pairs, batch_size=args.batch_size, show_progress_bar=False), args.repeat, device
+    )
+    lines.append(
+        f"rerank speed in {fast}, 1 query + {len(documents)} passages: ours {ours:.2f} s, sentence-transformers "
+        f"CrossEncoder {theirs:.2f} s: ours x{theirs / ours:.2f}"
+    )
+    print("\n".join(lines), flush=True)
+    return failures
+
+
+def check_embed(args: argparse.Namespace, device: torch.device, dtypes: list[str], fast: str) -> list[str]:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules import Normalize, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    path = args.embedder or random_checkpoint("embedder", args.layers)
+    documents = make_workload(WORKLOADS["R"], None).documents * 2
+    documents = documents[: args.texts]
+    queries = documents[: max(1, args.texts // 10)]
+    official = AutoModel.from_pretrained(path, dtype=torch.float32, local_files_only=True).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    texts = documents + [get_detailed_instruct(TASK, q) for q in queries]
+    reference = official_embeddings(official, tokenizer, texts, batch_size=args.batch_size).cpu().numpy()
+    del official
+    release_memory()
+    lines, failures = [], []
+    for dtype in dtypes:
+        engine = Qwen3EmbedEngine.from_pretrained(str(path), device=device, dtype=dtype, local_files_only=True)
+        vectors = np.concatenate(
+            [engine.encode(documents).embeddings, engine.encode(queries, is_query=True).embeddings]
+        )
+        delta, cosine = float(np.abs(vectors - reference).max()), float((vectors * reference).sum(axis=1).min())
+        verdict = "ok" if cosine >= MIN_COSINE[dtype] and (dtype != "float32" or delta <= 1e-5) else "FAILED"
+        lines.append(f"embed {dtype}: max |Δ| {delta:.1e}, min cosine {cosine:.6f} vs official fp32 {verdict}")
+        if verdict != "ok":
+            failures.append(lines[-1])
+        if dtype == fast:
+            engine.encode(documents[:2])  # warm-up
+            ours = best_seconds(lambda engine=engine: engine.encode(documents), args.repeat, device)
+        del engine
+        release_memory()
+    transformer = Transformer(str(path), processor_kwargs={"padding_side": "left"}, model_kwargs={"dtype": fast})
+    hidden = transformer.auto_model.config.hidden_size
+    peer = SentenceTransformer(modules=[transformer, Pooling(hidden, "lasttoken"), Normalize()], device=str(device))
+    peer.encode(documents[:2], batch_size=args.batch_size)
+    theirs = best_seconds(lambda: peer.encode(documents, batch_size=args.batch_size), args.repeat, device)
+    lines.append(
+        f"embed speed in {fast}, {len(documents)} texts: ours {ours:.2f} s, SentenceTransformer {theirs:.2f} s: "
+        f"ours x{theirs / ours:.2f}"
+    )
+    print("\n".join(lines), flush=True)
+    return failures
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--layers", type=int, default=28, help="layers of the random 0.6B-shaped checkpoints")
+    parser.add_argument("--documents", type=int, default=100, help="passages reranked (workload R)")
+    parser.add_argument("--texts", type=int, default=150, help="documents embedded")
+    parser.add_argument("--batch-size", type=int, default=16, help="batch size of the official and peer paths")
+    parser.add_argument("--repeat", type=int, default=2, help="timed runs per speed measurement (best reported)")
+    parser.add_argument(
+        "--bf16-score-bound", type=float, default=2e-2, help="max |Δ| of bf16 scores from the official fp32 ones"
+    )
+    parser.add_argument(
+        "--reranker", type=Path, default=None, help="a random reranker folder (its chat template gets written)"
+    )
+    parser.add_argument("--embedder", type=Path, default=None, help="a random embedder folder instead of the 0.6B one")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    device = torch.device(args.device)
+    fast, why = choose_dtype(None, device)
+    dtypes = ["float32", "bfloat16"]  # fidelity of both wherever it runs; speed in the device's default
+    print(f"device: {device} — {device_name(device)}; torch {torch.__version__}")
+    print(f"default dtype: {dtype_name(fast)} ({why})")
+    start = time.perf_counter()
+    failures = check_rerank(args, device, dtypes, dtype_name(fast))
+    failures += check_embed(args, device, dtypes, dtype_name(fast))
+    print(f"total {time.perf_counter() - start:.0f} s; {'FAILED: ' + '; '.join(failures) if failures else 'all ok'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
