@@ -330,7 +330,7 @@ def load_rerank(results_dir: Path, name: str) -> BenchRun:
         reference = w["peers"][0]["peer"]
         tables.append(
             BenchTable(
-                title=f"Rerank, workload {key} ({description}), {layers} layers",
+                title=f"Rerank, workload {key} ({description}), {layers} layers, {data.get('dtype', 'float32')}",
                 unit="docs",
                 facts=f"1 query + {len(lengths)} documents; query part {w['query_part_tokens']} tokens; document "
                 f"tokens (with the 9-token suffix) median {statistics.median(lengths):.0f}, range {lengths[0]}–"
@@ -357,7 +357,7 @@ def load_embed(results_dir: Path, name: str = "embed-L4") -> BenchRun:
     executed = _report_line(report, r"ours executes ([\d.]+) GFLOP", name)
     table = BenchTable(
         title=f"Embed, {data['args']['documents']} documents + {data['args']['queries']} queries, "
-        f"{data['args']['layers']} layers",
+        f"{data['args']['layers']} layers, {data.get('dtype', 'float32')}",
         unit="texts",
         facts=workload.group(1),
         peers=data["peers"],
@@ -471,7 +471,8 @@ BENCH_NOTES = """\
 - **tokens/s** has the same numerator for every peer of a table: for reranking, the tokens of the per-pair
   formulation without padding (the query part counted once per document); for embedding, the tokens of all texts.
 - **ours ×** = peer time / our time.
-- **util** (utilisation) = useful FLOPs / time / the fp32 matmul rate measured in the same run (a large `torch.mm`).
+- **util** (utilisation) = useful FLOPs / time / the matmul rate of the table's dtype measured in the same run (a large
+  `F.linear`; reports before the `--dtype` option used `torch.mm`, fp32 only). Every peer of a table runs in its dtype.
   Useful FLOPs are what a perfect engine needs: 2 × non-embedding parameters per useful token (each query part once,
   every document with its suffix) plus exact causal attention per document over the query part and itself. The
   numerator is the same for every peer, so util compares peers like the time does, on an absolute scale.

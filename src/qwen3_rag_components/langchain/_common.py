@@ -18,7 +18,8 @@ class EngineFields(BaseModel):
     """Torch device such as ``"cpu"``, ``"cuda"`` or ``"cuda:1"``; ``None`` picks CUDA when available, else CPU."""
     dtype: str | None = None
     """``"float32"``, ``"bfloat16"`` or ``"float16"`` (or ``"fp32"``, ``"bf16"``, ``"fp16"``); ``None`` gives bf16
-    on CUDA and on CPUs with AMX, else fp32 (the exact path)."""
+    on CUDA and on CPUs with AMX, else fp32. fp32 gives the official numbers (within 1e-5); bf16 is faster and agrees
+    to about 1e-2 (see docs/fidelity.md)."""
     local_files_only: bool = False
     """Only use local files (a folder or the Hugging Face cache); never download."""
     revision: str | None = None
