@@ -63,9 +63,14 @@ def check_rerank(args: argparse.Namespace, device: torch.device, dtypes: list[st
     official = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     reference = official_rerank_scores(official, tokenizer, query, documents, batch_size=args.batch_size)
+    # what bf16 rounding alone costs: the official code itself in bf16, against its fp32 scores
+    official_bf16 = official_rerank_scores(
+        official.to(torch.bfloat16), tokenizer, query, documents, batch_size=args.batch_size
+    )
     del official
     release_memory()
-    lines, failures = [], []
+    official_delta = max(abs(a - b) for a, b in zip(official_bf16, reference, strict=True))
+    lines, failures = [f"rerank official code in bfloat16: max |Δ| vs official fp32 {official_delta:.1e}"], []
     for dtype in dtypes:
         engine = Qwen3RerankEngine.from_pretrained(str(path), device=device, dtype=dtype, local_files_only=True)
         delta = max(abs(a - b) for a, b in zip(engine.score(query, documents), reference, strict=True))

@@ -285,7 +285,12 @@ class BenchRun:
 
 
 def load_runs(results_dir: Path = RESULTS_DIR) -> list[BenchRun]:
-    return [load_rerank(results_dir, "rerank-L4"), load_rerank(results_dir, "rerank-L28"), load_embed(results_dir)]
+    return [
+        load_rerank(results_dir, "rerank-L4"),
+        load_rerank(results_dir, "rerank-L28"),
+        load_embed(results_dir, "embed-L4"),
+        load_embed(results_dir, "embed-L28"),
+    ]
 
 
 def _report_line(text: str, pattern: str, name: str) -> re.Match[str]:
@@ -295,11 +300,26 @@ def _report_line(text: str, pattern: str, name: str) -> re.Match[str]:
     return match
 
 
+EMBED_DEFAULTS = {"documents": "300", "queries": "100"}
+
+
 def _command(script: str, args: dict[str, str], default_peers: str | None = None) -> str:
     parts = [f"python bench/{script}.py --layers {args['layers']}"]
     if default_peers is not None and args["peers"] != default_peers:
         parts.append("--peers " + " ".join(re.findall(r"'([^']+)'", args["peers"])))
+    if script == "embed":
+        parts += [f"--{key} {args[key]}" for key, default in EMBED_DEFAULTS.items() if args[key] != default]
+    if args.get("dtype") not in (None, "None"):
+        parts.append(f"--dtype {args['dtype']}")
     return " ".join([*parts, f"--json {args['json']}"])
+
+
+def _machine(report: str, name: str, data: dict[str, Any]) -> str:
+    """The report's machine line; reports with a dtype give their matmul rate on a line of their own."""
+    machine = _report_line(report, r"^machine: (.*)$", name).group(1)
+    if "dtype" not in data:
+        return machine
+    return f"{machine}; {data['dtype']} matmul {data['matmul_gflops']:.1f} GFLOP/s (4096² F.linear, best of 3)"
 
 
 NOT_OFFICIAL = (
@@ -345,7 +365,7 @@ def load_rerank(results_dir: Path, name: str) -> BenchRun:
                 packs=_packs_note(next(p["info"] for p in w["peers"] if p["peer"] == "ours"), w["useful_tokens"]),
             )
         )
-    machine = _report_line(report, r"^machine: (.*)$", name).group(1)
+    machine = _machine(report, name, data)
     return BenchRun(name, _command("rerank", data["args"], all_peers), data["args"], machine, tables)
 
 
@@ -368,7 +388,7 @@ def load_embed(results_dir: Path, name: str = "embed-L4") -> BenchRun:
         packs=f"Ours ran {meta['documents']['packs']} pack(s) for the documents and {meta['queries']['packs']} for "
         "the queries (no shared prefix: every token is useful work).",
     )
-    machine = _report_line(report, r"^machine: (.*)$", name).group(1)
+    machine = _machine(report, name, data)
     return BenchRun(name, _command("embed", data["args"]), data["args"], machine, [table])
 
 
