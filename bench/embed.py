@@ -58,18 +58,18 @@ PEER_ORDER = ("official-padded", "st-sentence-transformer", "ours")
 PeerFn = Callable[[list[str], list[str]], np.ndarray]
 
 
-def official_peer(path: Path, batch_size: int, dtype: str = "float32") -> PeerFn:
-    model = AutoModel.from_pretrained(path, dtype=BENCH_DTYPES[dtype], local_files_only=True).eval()
+def official_peer(path: Path, batch_size: int, dtype: str = "float32", device: str = "cpu") -> PeerFn:
+    model = AutoModel.from_pretrained(path, dtype=BENCH_DTYPES[dtype], local_files_only=True).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left", local_files_only=True)
 
     def embed(documents: list[str], queries: list[str]) -> np.ndarray:
         texts = documents + [get_detailed_instruct(TASK, q) for q in queries]
-        return official_embeddings(model, tokenizer, texts, batch_size=batch_size).numpy()
+        return official_embeddings(model, tokenizer, texts, batch_size=batch_size).float().cpu().numpy()
 
     return embed
 
 
-def sentence_transformer_peer(path: Path, batch_size: int, dtype: str) -> PeerFn:
+def sentence_transformer_peer(path: Path, batch_size: int, dtype: str, device: str = "cpu") -> PeerFn:
     """SentenceTransformer as Qwen3-Embedding ships it: left padding, last-token pooling, normalisation; the
     tokenizer appends <|endoftext|>; queries get the instruction as a prompt."""
     from sentence_transformers import SentenceTransformer
@@ -79,7 +79,7 @@ def sentence_transformer_peer(path: Path, batch_size: int, dtype: str) -> PeerFn
     transformer = Transformer(str(path), processor_kwargs={"padding_side": "left"}, model_kwargs={"dtype": dtype})
     transformer.max_seq_length = 8192
     hidden = transformer.auto_model.config.hidden_size
-    model = SentenceTransformer(modules=[transformer, Pooling(hidden, "lasttoken"), Normalize()], device="cpu")
+    model = SentenceTransformer(modules=[transformer, Pooling(hidden, "lasttoken"), Normalize()], device=device)
     prompt = f"Instruct: {TASK}\nQuery:"
 
     def embed(documents: list[str], queries: list[str]) -> np.ndarray:
@@ -90,8 +90,8 @@ def sentence_transformer_peer(path: Path, batch_size: int, dtype: str) -> PeerFn
     return embed
 
 
-def our_peer(path: Path, meta: dict[str, Any], dtype: str) -> PeerFn:
-    engine = Qwen3EmbedEngine.from_pretrained(str(path), device="cpu", dtype=dtype, local_files_only=True)
+def our_peer(path: Path, meta: dict[str, Any], dtype: str, device: str = "cpu") -> PeerFn:
+    engine = Qwen3EmbedEngine.from_pretrained(str(path), device=device, dtype=dtype, local_files_only=True)
 
     def embed(documents: list[str], queries: list[str]) -> np.ndarray:
         docs = engine.encode(documents)

@@ -88,7 +88,11 @@ PeerFn = Callable[[str, list[str]], tuple[list[float], dict[str, Any]]]
 
 def ensure_checkpoint(layers: int) -> Path:
     """The shared random reranker of the 0.6B geometry with ``layers`` layers, plus the chat template."""
-    path = random_checkpoint("reranker", layers)
+    return with_chat_template(random_checkpoint("reranker", layers))
+
+
+def with_chat_template(path: Path) -> Path:
+    """``path`` with :data:`CHAT_TEMPLATE` written in, through which sentence-transformers renders the pairs."""
     template = path / "chat_template.jinja"
     if not template.exists() or template.read_text() != CHAT_TEMPLATE:
         template.write_text(CHAT_TEMPLATE)

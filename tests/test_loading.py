@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import socket
 
 import pytest
@@ -47,4 +49,13 @@ def test_checkpoint_without_safetensors_is_refused(reranker_paths, tmp_path):
         if file.suffix != ".safetensors":
             (folder / file.name).write_bytes(file.read_bytes())
     with pytest.raises(OSError, match="safetensors"):
+        Qwen3RerankEngine.from_pretrained(str(folder), device="cpu", local_files_only=True)
+
+
+def test_checkpoint_with_another_activation_is_refused(reranker_paths, tmp_path):
+    """The engine computes Qwen3's SiLU MLP itself, so a config with another activation must not load silently."""
+    folder = shutil.copytree(reranker_paths["tied"], tmp_path / "gelu")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_act": "gelu"}))
+    with pytest.raises(ValueError, match=r"has hidden_act='gelu'; this engine runs Qwen3's 'silu'"):
         Qwen3RerankEngine.from_pretrained(str(folder), device="cpu", local_files_only=True)

@@ -101,9 +101,7 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs) -> torch.Tensor:
     The last layer needs keys and values of every token but queries, attention output, o_proj and MLP only at the
     readout tokens: nothing else of it can reach the result, so it is not computed.
     """
-    config = model.config
-    if config.hidden_act != "silu":
-        raise ValueError(f"hidden_act={config.hidden_act!r}: this engine runs Qwen3's SiLU MLP only.")
+    config = model.config  # hidden_act is "silu": checked when loading
     heads, kv_heads, head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
     x = model.embed_tokens(inputs.token_ids)  # [T, C] residual stream, updated in place chunk by chunk
     cos, sin = model.rotary_emb(x, inputs.position_ids[None])  # [1, T, D] each

@@ -50,6 +50,8 @@ def load_qwen3(auto_class: type, spec: LoadSpec) -> tuple[PreTrainedModel, PreTr
                     f"{name!r} is a {config.model_type!r} checkpoint; this engine runs Qwen3 checkpoints "
                     "(model_type 'qwen3'), e.g. 'Qwen/Qwen3-Reranker-0.6B' or 'Qwen/Qwen3-Embedding-0.6B'."
                 )
+            if config.hidden_act != "silu":  # engine.forward computes Qwen3's SiLU MLP itself
+                raise ValueError(f"{name!r} has hidden_act={config.hidden_act!r}; this engine runs Qwen3's 'silu'.")
             tokenizer = AutoTokenizer.from_pretrained(name, **hub)
             model, loading_info = auto_class.from_pretrained(
                 name, dtype=spec.dtype, use_safetensors=True, output_loading_info=True, **hub
