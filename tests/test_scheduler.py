@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 
 import qwen3_rag_components.engine.forward as forward_module
 from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
-from qwen3_rag_components.engine.scheduler import PackScheduler
+from qwen3_rag_components.engine.scheduler import Job, PackScheduler
 
 from .texts import random_documents
 
@@ -166,7 +167,45 @@ def test_a_short_call_overtakes_a_long_one(reranker, monkeypatch):
         packs_when_short_done = len(spy.packs)
         long_call.result()
     assert packs_when_short_done <= 3  # the held pack, the one the short call rode in, perhaps one started since
-    assert len(spy.packs) == 16  # 15 of the long call; the short one filled a pack with one of the long call's items
+    assert spy.packs[1][0] == len(short_documents)  # that pack held the short call's items only: no long-call filler
+    assert len(spy.packs) == 16  # 15 of the long call, 1 of the short one
+
+
+def test_new_calls_share_their_first_pack_with_each_other_only(reranker, monkeypatch):
+    long_query, long_documents = jobs(1, 40, seed=3)[0]
+    shorts = jobs(2, 3, seed=5)
+    engine = reranker.with_options(max_docs_per_pack=8)  # the long call needs 5 packs
+    expected = [engine.score(query, documents) for query, documents in shorts]
+    spy = ForwardSpy(monkeypatch)
+    spy.hold()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        long_call = pool.submit(engine.score, long_query, long_documents)
+        assert spy.started.wait(timeout=30)
+        short_calls = [pool.submit(engine.score, query, documents) for query, documents in shorts]
+        time.sleep(0.3)  # both short calls are queued behind the held pack
+        spy.go()
+        assert_close([call.result() for call in short_calls], expected)
+        long_call.result()
+    assert [rows for rows, _ in spy.packs] == [8, 6, 8, 8, 8, 8]  # the two new calls together, then the long call
+
+
+def test_a_stream_of_short_calls_does_not_starve_a_long_one(reranker):
+    """Packs planned by hand (no worker): a new call arrives at every pack boundary; newcomers-only packs alternate
+    with packs that put the newcomer first and fill up with the long call's items."""
+    scheduler = PackScheduler(reranker.model)
+    scheduler._start_workers = lambda: None  # type: ignore[method-assign]
+
+    def submit(items: int) -> object:
+        job = Job([[1, 2, 3]], [0] * items, [[7] * (k + 1) for k in range(items)], max_tokens=10_000, max_items=8)
+        return scheduler._submit(job, lambda event: None)
+
+    long_call = submit(40)
+    plan = [scheduler._next_pack()]
+    for _ in range(4):
+        submit(3)
+        plan.append(scheduler._next_pack())
+    rows = [[(call is long_call, count) for call, count in Counter(c for c, _ in pack.rows).items()] for pack in plan]
+    assert rows == [[(True, 8)], [(False, 3)], [(False, 3), (True, 5)], [(False, 3)], [(False, 3), (True, 5)]]
 
 
 def test_cancelled_task_drops_its_packs_and_leaves_the_others_intact(reranker, monkeypatch):

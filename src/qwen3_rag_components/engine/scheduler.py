@@ -6,9 +6,12 @@ under the token budget, runs its forward, and hands each call its rows. So peak 
 number of callers, and small concurrent calls fill one forward instead of running several half-empty ones.
 
 Order of service: at every pack boundary the active calls are ordered by the pack that last served them (never
-served first), then by arrival; the pack takes items from the first call, then fills up from the next ones. A short
-call that arrives during a long one therefore rides in the very next pack, and calls of equal standing are served
-first come, first served. Within a call, items go in (group, length) order, so a call alone gets exactly the packs
+served first), then by arrival; the pack takes items from the first call, then fills up from the next ones. A pack
+that opens newly arrived calls fills up only from other new calls, so a short call that arrives during a long one
+rides in the very next pack, and that pack is as short as the new calls: it waits for the running pack and its own
+short one, not for a full pack of the long call's items. Such packs never come twice in a row, so a stream of short
+calls cannot starve a long one. Calls of equal standing are served first come, first served.
+Within a call, items go in (group, length) order, so a call alone gets exactly the packs
 :func:`~.packing.plan_packs` plans.
 
 The module is longer than the others (~330 lines) on purpose: the queue, the worker, the device gate and the
@@ -118,6 +121,7 @@ class PackScheduler:
         self._workers = 0
         self._arrivals = 0
         self._packs_run = 0
+        self._older_calls_waited = False  # the last pack left out older calls' items to keep new calls' pack short
 
     # --- callers ----------------------------------------------------------------------------------------------
 
@@ -219,8 +223,13 @@ class PackScheduler:
             return None
         pack = _Pack()
         limit, item_limit = calls[0].max_tokens, calls[0].job.max_items
+        new_only = calls[0].last_served < 0 and not self._older_calls_waited  # never twice in a row
+        self._older_calls_waited = False
         for call in calls:
             if pack.calls and (call.isolate or pack.calls[0].isolate):
+                break
+            if new_only and call.last_served >= 0:
+                self._older_calls_waited = True  # new calls' pack stays as short as they are, once
                 break
             limit = min(limit, call.max_tokens)
             if call.job.max_items is not None:
