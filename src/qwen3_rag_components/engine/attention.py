@@ -81,6 +81,19 @@ def build_buckets(rows: Sequence[Row], device: torch.device) -> list[AttentionBu
     return [build_bucket(bucket, device) for bucket in bucket_rows(rows)]
 
 
+def workspace_size(buckets: Sequence[AttentionBucket], num_heads: int, num_kv_heads: int, head_dim: int) -> int:
+    """Elements of the scratch that holds the largest bucket's gathered queries, keys and values."""
+    return max(b.query_index.numel() * num_heads + 2 * b.key_index.numel() * num_kv_heads for b in buckets) * head_dim
+
+
+def gather(source: torch.Tensor, index: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
+    """``source[index]`` written into the front of ``scratch``, heads first. source: [T, H, D], index: [N, L]
+    -> [N, H, L, D]."""
+    rows = scratch[: index.numel() * source[0].numel()].view(index.numel(), *source.shape[1:])  # [N * L, H, D]
+    torch.index_select(source, 0, index.view(-1), out=rows)
+    return rows.view(*index.shape, *source.shape[1:]).transpose(1, 2)
+
+
 def packed_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -88,15 +101,20 @@ def packed_attention(
     buckets: Sequence[AttentionBucket],
     scale: float,
     out: torch.Tensor | None = None,
+    scratch: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """q: [T, H, D], k/v: [T, Hkv, D] (rotary applied) -> [T, H * D], written into ``out`` when given."""
+    """q: [T, H, D], k/v: [T, Hkv, D] (rotary applied) -> [T, H * D], written into ``out`` when given. Buckets gather
+    into ``scratch`` (1-D, at least :func:`workspace_size` elements), which a pack allocates once for all its layers:
+    a fresh gather per layer and bucket would fault its pages in anew every time (see forward.CHUNK_BYTES)."""
     num_tokens, num_heads, head_dim = q.shape
     gqa = num_heads != k.shape[1]
     out = q.new_empty(num_tokens, num_heads, head_dim) if out is None else out.view(num_tokens, num_heads, head_dim)
+    if scratch is None:
+        scratch = q.new_empty(workspace_size(buckets, num_heads, k.shape[1], head_dim))
     for b in buckets:
-        qb = q[b.query_index].transpose(1, 2)  # [N, H, Lq, D]
-        kb = k[b.key_index].transpose(1, 2)  # [N, Hkv, Lk, D]; each KV head serves H / Hkv query heads
-        vb = v[b.key_index].transpose(1, 2)
+        qb = gather(q, b.query_index, scratch)  # [N, H, Lq, D]
+        kb = gather(k, b.key_index, scratch[qb.numel() :])  # [N, Hkv, Lk, D]; each KV head serves H / Hkv query heads
+        vb = gather(v, b.key_index, scratch[qb.numel() + kb.numel() :])
         ob = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=b.mask, scale=scale, enable_gqa=gqa)  # [N, H, Lq, D]
         out[b.output_index] = ob.transpose(1, 2)[b.valid]
     return out.view(num_tokens, num_heads * head_dim)

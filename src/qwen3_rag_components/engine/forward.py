@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 
-from .attention import AttentionBucket, Row, build_buckets, packed_attention
+from .attention import AttentionBucket, Row, build_buckets, packed_attention, workspace_size
 
 
 @dataclass
@@ -111,6 +111,7 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs) -> torch.Tensor:
     k = x.new_empty(num_tokens, kv_heads, head_dim)
     v = x.new_empty(num_tokens, kv_heads, head_dim)
     attended = x.new_empty(num_tokens, heads * head_dim)  # attention output
+    scratch = x.new_empty(workspace_size(inputs.buckets + inputs.readout_buckets, heads, kv_heads, head_dim))
     chunks = token_chunks(model, num_tokens)
     width = chunks[0].stop
     h = x.new_empty(width, config.hidden_size)  # normed input of the chunk
@@ -135,7 +136,7 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs) -> torch.Tensor:
             keys_and_values(layer, c, n)
             qc = project(attn.q_proj, h[:n], out=q_chunk[:n].view(n, -1)).view(n, heads, head_dim)
             rope(rms_norm(attn.q_norm, qc, out=qc), cos[c], sin[c], out=q[c])
-        packed_attention(q, k, v, inputs.buckets, attn.scaling, out=attended)
+        packed_attention(q, k, v, inputs.buckets, attn.scaling, out=attended, scratch=scratch)
         for c in chunks:
             n = len(x[c])
             x[c] += project(attn.o_proj, attended[c], out=added[:n])
@@ -148,7 +149,8 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs) -> torch.Tensor:
         keys_and_values(last, c, len(x[c]))
     h = last.input_layernorm(x[r])  # [R, C]
     q[r] = rope(attn.q_norm(attn.q_proj(h).view(len(r), heads, -1)), cos[r], sin[r])  # other rows: never read
-    x = x[r] + attn.o_proj(packed_attention(q, k, v, inputs.readout_buckets, attn.scaling, out=attended)[r])  # [R, C]
+    attended = packed_attention(q, k, v, inputs.readout_buckets, attn.scaling, out=attended, scratch=scratch)
+    x = x[r] + attn.o_proj(attended[r])  # [R, C]
     x = x + last.mlp(last.post_attention_layernorm(x))
     return model.norm(x)
 

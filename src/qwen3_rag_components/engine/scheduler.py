@@ -14,7 +14,7 @@ calls cannot starve a long one. Calls of equal standing are served first come, f
 Within a call, items go in (group, length) order, so a call alone gets exactly the packs
 :func:`~.packing.plan_packs` plans.
 
-The module is longer than the others (~330 lines) on purpose: the queue, the worker, the device gate and the
+The module is longer than the others (~350 lines) on purpose: the queue, the worker, the device gate and the
 out-of-memory back-off share one lock and one set of invariants, which read best in one place.
 """
 
