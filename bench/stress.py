@@ -124,8 +124,8 @@ def serving(reranker: Qwen3RerankEngine, args: argparse.Namespace) -> None:
         f"  one call alone:  {one_s:6.1f} s, peak above loaded {one_mb:6.0f} MB\n"
         f"  sequential:      {sequential_s:6.1f} s, peak above loaded {sequential_mb:6.0f} MB\n"
         f"  concurrent:      {concurrent_s:6.1f} s, peak above loaded {concurrent_mb:6.0f} MB  "
-        f"(x{concurrent_mb / one_mb:.2f} the memory of one call, x{concurrent_s / sequential_s:.2f} the sequential "
-        f"time); max |Δ| vs sequential {worst:.1e}"
+        f"(x{concurrent_mb / one_mb:.2f} the memory of one call, x{concurrent_mb / sequential_mb:.2f} that of the "
+        f"sequential calls, x{concurrent_s / sequential_s:.2f} the sequential time); max |Δ| vs sequential {worst:.1e}"
     )
     short_latency(reranker, corpus.query, corpus.documents, args)
 
