@@ -182,7 +182,9 @@ def test_new_calls_share_their_first_pack_with_each_other_only(reranker, monkeyp
         long_call = pool.submit(engine.score, long_query, long_documents)
         assert spy.started.wait(timeout=30)
         short_calls = [pool.submit(engine.score, query, documents) for query, documents in shorts]
-        time.sleep(0.3)  # both short calls are queued behind the held pack
+        deadline = time.monotonic() + 30
+        while len(engine.scheduler._calls) < 3 and time.monotonic() < deadline:  # both short calls queued
+            time.sleep(0.01)
         spy.go()
         assert_close([call.result() for call in short_calls], expected)
         long_call.result()
