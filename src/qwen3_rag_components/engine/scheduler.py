@@ -9,9 +9,10 @@ Order of service: at every pack boundary the active calls are ordered by the pac
 served first), then by arrival; the pack takes items from the first call, then fills up from the next ones. A pack
 that opens newly arrived calls fills up only from other new calls, so a short call that arrives during a long one
 rides in the very next pack, and that pack is as short as the new calls: it waits for the running pack and its own
-short one, not for a full pack of the long call's items. Such packs never come twice in a row, so a stream of short
-calls cannot starve a long one. Calls of equal standing are served first come, first served. Within a call, items
-go in (group, length) order, so a call alone gets exactly the packs :func:`~.packing.plan_packs` plans.
+short one, not for a full pack of the long call's items. Such packs never come twice in a row (the next pack fills up
+from older calls again), so a stream of short calls cannot starve a long one. Calls of equal standing are served
+first come, first served. Within a call, items go in (group, length) order, so a call alone gets exactly the packs
+:func:`~.packing.plan_packs` plans.
 
 The module is longer than the others (~350 lines) on purpose: the queue, the worker, the device gate and the
 out-of-memory back-off share one lock and one set of invariants, which read best in one place.
