@@ -23,11 +23,11 @@ def fail_above(monkeypatch):
     calls: list[int] = []
 
     def install(limit: int, error: Exception) -> list[int]:
-        def forward(model, inputs):
+        def forward(model, inputs, workspace=None):
             calls.append(len(inputs.token_ids))
             if len(inputs.token_ids) > limit:
                 raise error
-            return real(model, inputs)
+            return real(model, inputs, workspace)
 
         monkeypatch.setattr(forward_module, "packed_hidden_states", forward)
         return calls

@@ -44,7 +44,7 @@ class ForwardSpy:
     def go(self) -> None:
         self.release.set()
 
-    def __call__(self, model, inputs):
+    def __call__(self, model, inputs, workspace=None):
         with self._lock:
             self.running += 1
             self.most_running = max(self.most_running, self.running)
@@ -55,7 +55,7 @@ class ForwardSpy:
             time.sleep(self.delay)
             if self.fail_tokens.intersection(inputs.token_ids.tolist()):
                 raise ValueError("a broken pack")
-            return self.real(model, inputs)
+            return self.real(model, inputs, workspace)
         finally:
             with self._lock:
                 self.running -= 1
@@ -263,11 +263,11 @@ def test_out_of_memory_in_a_shared_pack_halves_the_budget_and_loses_nothing(rera
     real = forward_module.packed_hidden_states
     sizes: list[int] = []
 
-    def forward(model, inputs):
+    def forward(model, inputs, workspace=None):
         sizes.append(len(inputs.token_ids))
         if len(inputs.token_ids) > 400:
             raise torch.OutOfMemoryError("CUDA out of memory.")
-        return real(model, inputs)
+        return real(model, inputs, workspace)
 
     monkeypatch.setattr(forward_module, "packed_hidden_states", forward)
     with ThreadPoolExecutor(max_workers=4) as pool:

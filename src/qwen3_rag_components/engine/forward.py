@@ -6,6 +6,7 @@ the buckets of :mod:`.attention`. Hidden states come back only at the requested 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -94,32 +95,79 @@ def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tenso
     return out
 
 
+class Workspace:
+    """A pack's buffers, carved from one allocation that its owner keeps from pack to pack.
+
+    The scheduler's worker keeps one while calls are queued, so consecutive packs reuse the same pages instead of
+    allocating, faulting in and freeing ~40 KB per token each; and freeing one large block leaves no holes behind
+    (glibc hands a block above 32 MiB back to the kernel at once, but keeps freed smaller ones in its heaps, where
+    mixed sizes of later packs fragment them: the memory of many calls in a row crept up by ~50 %). It grows to the
+    largest pack seen and is dropped when the worker leaves, so an idle engine holds none of it.
+    """
+
+    # torch's CPU allocator aligns to 64 bytes; every view keeps that alignment, since BLAS kernels may choose their
+    # code path (and so their order of summation) by it.
+    ALIGN_BYTES = 64
+
+    def __init__(self) -> None:
+        self._buffer: torch.Tensor | None = None
+
+    def carve(self, like: torch.Tensor, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
+        """Uninitialised tensors of ``like``'s dtype and device, one per shape, that do not overlap."""
+        align = max(1, self.ALIGN_BYTES // like.element_size())
+        sizes = [-(-math.prod(shape) // align) * align for shape in shapes]
+        buffer = self._buffer
+        if buffer is None or buffer.numel() < sum(sizes) or buffer.dtype != like.dtype or buffer.device != like.device:
+            self._buffer = buffer = None  # freed before the larger one is allocated
+            self._buffer = buffer = like.new_empty(sum(sizes))
+        views, start = [], 0
+        for shape, size in zip(shapes, sizes, strict=True):
+            views.append(buffer[start : start + math.prod(shape)].view(shape))
+            start += size
+        return views
+
+    def release(self) -> None:
+        self._buffer = None
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self._buffer is None else self._buffer.nbytes
+
+
 @torch.inference_mode()
-def packed_hidden_states(model: Qwen3Model, inputs: PackInputs) -> torch.Tensor:
-    """Final-norm hidden states at ``inputs.readout``: [R, C].
+def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Workspace | None = None) -> torch.Tensor:
+    """Final-norm hidden states at ``inputs.readout``: [R, C], a new tensor (nothing of ``workspace``, whose buffers
+    the pack uses, so it may be reused at once).
 
     The last layer needs keys and values of every token but queries, attention output, o_proj and MLP only at the
     readout tokens: nothing else of it can reach the result, so it is not computed.
     """
     config = model.config  # hidden_act is "silu": checked when loading
     heads, kv_heads, head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
-    x = model.embed_tokens(inputs.token_ids)  # [T, C] residual stream, updated in place chunk by chunk
-    cos, sin = model.rotary_emb(x, inputs.position_ids[None])  # [1, T, D] each
-    cos, sin = cos[0], sin[0]
-    num_tokens = len(x)
-    q = x.new_empty(num_tokens, heads, head_dim)
-    k = x.new_empty(num_tokens, kv_heads, head_dim)
-    v = x.new_empty(num_tokens, kv_heads, head_dim)
-    attended = x.new_empty(num_tokens, heads * head_dim)  # attention output
-    scratch = x.new_empty(workspace_size(inputs.buckets + inputs.readout_buckets, heads, kv_heads, head_dim))
+    weight = model.embed_tokens.weight
+    num_tokens = len(inputs.token_ids)
     chunks = token_chunks(model, num_tokens)
     width = chunks[0].stop
-    h = x.new_empty(width, config.hidden_size)  # normed input of the chunk
-    added = x.new_empty(width, config.hidden_size)  # o_proj or down_proj output, added to the residual
-    q_chunk = x.new_empty(width, heads, head_dim)
-    k_chunk = x.new_empty(width, kv_heads, head_dim)
-    gate = x.new_empty(width, config.intermediate_size)
-    up = x.new_empty(width, config.intermediate_size)
+    scratch_size = workspace_size(inputs.buckets + inputs.readout_buckets, heads, kv_heads, head_dim)
+    workspace = Workspace() if workspace is None else workspace
+    x, q, k, v, attended, scratch, h, added, q_chunk, k_chunk, gate, up = workspace.carve(
+        weight,
+        (num_tokens, config.hidden_size),  # x: the residual stream, updated in place chunk by chunk
+        (num_tokens, heads, head_dim),
+        (num_tokens, kv_heads, head_dim),
+        (num_tokens, kv_heads, head_dim),
+        (num_tokens, heads * head_dim),  # attention output
+        (scratch_size,),  # every bucket's gathered queries, keys and values, in turn
+        (width, config.hidden_size),  # normed input of the chunk
+        (width, config.hidden_size),  # o_proj or down_proj output, added to the residual
+        (width, heads, head_dim),
+        (width, kv_heads, head_dim),
+        (width, config.intermediate_size),
+        (width, config.intermediate_size),
+    )
+    torch.index_select(weight, 0, inputs.token_ids, out=x)  # the embedding lookup
+    cos, sin = model.rotary_emb(x, inputs.position_ids[None])  # [1, T, D] each
+    cos, sin = cos[0], sin[0]
 
     def keys_and_values(layer: torch.nn.Module, c: slice, n: int) -> None:
         attn = layer.self_attn

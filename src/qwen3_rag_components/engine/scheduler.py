@@ -206,6 +206,7 @@ class PackScheduler:
             threading.Thread(target=self._work, name=f"qwen3-rag-packs-{self.device}").start()
 
     def _work(self) -> None:
+        workspace = forward.Workspace()  # this worker's pack buffers, reused while calls are queued
         while True:
             slot, _ = _device_slot(self.device)
             with slot:
@@ -214,7 +215,7 @@ class PackScheduler:
                     if pack is None:
                         self._workers -= 1
                         return
-                self._run(pack)
+                self._run(pack, workspace)
 
     def _next_pack(self) -> _Pack | None:
         """Called under the lock: the next pack, its items taken off their calls' queues."""
@@ -266,12 +267,13 @@ class PackScheduler:
             call.in_flight += 1
         return True
 
-    def _run(self, pack: _Pack) -> None:
+    def _run(self, pack: _Pack, workspace: forward.Workspace) -> None:
         start = time.perf_counter()
         try:
             inputs = forward.build_pack_inputs(pack.segments, self.device)
-            hidden = forward.packed_hidden_states(self.model, inputs)  # [R, C] in row order
+            hidden = forward.packed_hidden_states(self.model, inputs, workspace)  # [R, C] in row order
         except Exception as error:
+            workspace.release()  # an out-of-memory retry plans smaller packs: their buffers should not stack on it
             self._retry_or_fail(pack, error)
             return
         elapsed = time.perf_counter() - start
