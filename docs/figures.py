@@ -4,8 +4,9 @@
 
 The attention picture is not drawn from a description of the design: a real reranker pack is tokenized with the
 offline Qwen3 tokenizer and the engine's prompt code, planned with ``plan_packs``, turned into ``PackInputs`` by
-``build_pack_inputs`` and the T×T "who attends to whom" image is scattered from the attention buckets the forward pass
-uses (``query_index``, ``key_index``, ``mask``, ``valid``). The benchmarks page and plot are generated from
+``build_pack_inputs`` and the T×T "who attends to whom" image is scattered from the attention plan the forward pass
+uses (each own-token bucket's ``query_index``, ``key_index``, ``output_index`` and key mask; each prefix part's
+prefix and queries). The benchmarks page and plot are generated from
 ``bench/results/*.json`` (plus the executed-FLOP and machine lines of the matching ``.txt`` reports).
 """
 
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from qwen3_rag_components.engine.attention import AttentionBucket
+from qwen3_rag_components.engine.attention import AttentionPlan
 from qwen3_rag_components.engine.forward import PackInputs, build_pack_inputs
 from qwen3_rag_components.engine.options import DEFAULT_MAX_TOKENS_PER_PACK
 from qwen3_rag_components.engine.packing import plan_packs
@@ -117,15 +118,26 @@ def build_example_pack(
     return ExamplePack(query, tuple(documents), segments, spans, inputs)
 
 
-def attention_matrix(buckets: Sequence[AttentionBucket], num_tokens: int) -> np.ndarray:
-    """[T, T] bool, row = query token, column = key token, scattered from the buckets' indices and masks."""
-    matrix = torch.zeros(num_tokens, num_tokens, dtype=torch.bool)
-    for b in buckets:
-        allowed = b.mask[:, 0] & b.valid[:, :, None]  # [N, Lq, Lk]
-        rows = b.query_index[:, :, None].expand_as(allowed)[allowed]
-        cols = b.key_index[:, None, :].expand_as(allowed)[allowed]
+def attention_matrix(plan: AttentionPlan, num_tokens: int) -> np.ndarray:
+    """[T, T] bool, row = query token, column = key token, scattered from the plan: each own-token bucket (causal, or
+    its key mask for last-token queries; padded queries go to row T and are dropped) and each prefix part."""
+    matrix = torch.zeros(num_tokens + 1, num_tokens, dtype=torch.bool)
+    for b in plan.buckets:
+        n, lq = b.query_index.shape
+        lk = b.key_index.shape[1]
+        if b.key_bias is None:  # whole rows, causal: own query a sees own keys 0..a
+            allowed = torch.ones(lq, lk, dtype=torch.bool).tril().expand(n, lq, lk)
+        else:
+            allowed = (b.key_bias[:, 0] == 0).expand(n, lq, lk)
+        rows = b.output_index.view(n, lq, 1).expand(n, lq, lk)[allowed]
+        cols = b.key_index[:, None, :].expand(n, lq, lk)[allowed]
         matrix[rows, cols] = True
-    return matrix.numpy()
+    for part in plan.prefix_parts:
+        queries = part.queries
+        if isinstance(queries, slice):
+            queries = torch.arange(queries.start, queries.stop)
+        matrix[queries[:, None], torch.arange(part.prefix.start, part.prefix.stop)[None, :]] = True
+    return matrix[:num_tokens].numpy()
 
 
 def classify(matrix: np.ndarray, spans: Sequence[Span]) -> np.ndarray:
@@ -139,12 +151,12 @@ def classify(matrix: np.ndarray, spans: Sequence[Span]) -> np.ndarray:
     return np.where(matrix, classes, 0)
 
 
-def bucket_of_query(buckets: Sequence[AttentionBucket], num_tokens: int) -> np.ndarray:
-    """[T] index of the bucket in which each token is a query (-1: not a query)."""
-    owner = np.full(num_tokens, -1)
-    for index, b in enumerate(buckets):
+def bucket_of_query(plan: AttentionPlan, num_tokens: int) -> np.ndarray:
+    """[T] index of the own-token bucket in which each token is a query (-1: not a query)."""
+    owner = np.full(num_tokens + 1, -1)
+    for index, b in enumerate(plan.buckets):
         owner[b.output_index.numpy()] = index
-    return owner
+    return owner[:num_tokens]
 
 
 def draw_pack_attention(example: ExamplePack, path: Path) -> None:
@@ -158,20 +170,21 @@ def draw_pack_attention(example: ExamplePack, path: Path) -> None:
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(2, 2, height_ratios=[6, 1.5])
     panels = [
-        (example.inputs.buckets, "All layers but the last: every token is a query"),
-        (example.inputs.readout_buckets, "Last layer: only each document's last token is a query"),
+        (example.inputs.plan, "All layers but the last: every token is a query"),
+        (example.inputs.readout_plan, "Last layer: only each document's last token is a query"),
     ]
-    images = [classify(attention_matrix(buckets, t), example.spans) for buckets, _ in panels]
+    images = [classify(attention_matrix(plan, t), example.spans) for plan, _ in panels]
     axes = []
-    for column, ((buckets, title), image) in enumerate(zip(panels, images, strict=True)):
+    for column, ((plan, title), image) in enumerate(zip(panels, images, strict=True)):
         ax = fig.add_subplot(grid[0, column])
         ax.imshow(image, cmap=ListedColormap(CLASS_COLOURS), vmin=0, vmax=4, interpolation="nearest", aspect="auto")
         label_spans(ax, example.spans)
-        draw_bucket_strip(ax, bucket_of_query(buckets, t))
-        shapes = ", ".join("×".join(str(n) for n in (*b.mask.shape[:1], *b.mask.shape[2:])) for b in buckets)
-        cells = sum(b.mask[:, 0].numel() for b in buckets)
+        draw_bucket_strip(ax, bucket_of_query(plan, t))
+        shapes = ", ".join("×".join(str(n) for n in (*b.query_index.shape, b.key_index.shape[1])) for b in plan.buckets)
+        prefix_keys = sum(p.prefix.stop - p.prefix.start for p in plan.prefix_parts)
         ax.set_title(
-            f"{title}\n{len(buckets)} buckets [N×Lq×Lk]: {shapes}\n{cells:,} mask cells (a dense mask: {t * t:,})"
+            f"{title}\nown tokens: {len(plan.buckets)} buckets [N×Lq×Lk] {shapes}\n"
+            f"shared prefix: {len(plan.prefix_parts)} part, {prefix_keys} keys read in place (no mask, no copies)"
         )
         ax.set_xlabel("key token", fontsize=9)
         ax.set_ylabel("query token", fontsize=9)
@@ -186,7 +199,7 @@ def draw_pack_attention(example: ExamplePack, path: Path) -> None:
     text_ax.legend(handles=legend, loc="upper left", ncols=2, frameon=False, fontsize=8)
     texts = [f"query: {example.query!r}", *(f"doc {i + 1}: {d!r}" for i, d in enumerate(example.documents))]
     text_ax.text(0.01, 0.6, "\n".join(texts), fontsize=8, va="top", transform=text_ax.transAxes)
-    fig.suptitle(f"One real reranker pack (T = {t} tokens) as the engine's attention buckets see it", fontsize=13)
+    fig.suptitle(f"One real reranker pack (T = {t} tokens) as the engine's attention plan sees it", fontsize=13)
     fig.savefig(path, dpi=90, metadata={"Software": None})
 
 

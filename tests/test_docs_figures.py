@@ -1,15 +1,14 @@
-"""docs/figures.py: the attention picture is the engine's real bucket pattern, and the figures and page get written.
+"""docs/figures.py: the attention picture is the engine's real attention plan, and the figures and page get written.
 
-The T×T matrix scattered from the buckets is compared with the pattern the design asks for, computed here from the
-segment lengths alone: the query part attends causally to itself; each document to the whole query part of its group
-and causally to itself; never to another document. So this is also a test of the engine's buckets.
+The T×T matrix scattered from the attention plan is compared with the pattern the design asks for (`design.py`, from
+the segment lengths alone): the query part attends causally to itself; each document to the whole query part of its
+group and causally to itself; never to another document. So this is also a test of the engine's attention plan.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -21,10 +20,10 @@ from hypothesis import strategies as st
 
 from qwen3_rag_components.engine.forward import build_pack_inputs
 
+from .design import expected_pattern
+
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures.py"
 RERANK_SUFFIX_IDS = [151645, 198, 151644, 77091, 198, 151667, 271, 151668, 271]
-
-Segments = Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]]
 
 
 @pytest.fixture(scope="module")
@@ -40,26 +39,6 @@ def figures() -> ModuleType:
 @pytest.fixture(scope="module")
 def example(figures: ModuleType):
     return figures.build_example_pack()
-
-
-def expected_pattern(segments: Segments, *, readout_only: bool = False) -> np.ndarray:
-    """[T, T] bool from the design: prefix causal; item → its group's whole prefix + itself causally."""
-    total = sum(len(prefix) + sum(len(item) for item in items) for prefix, items in segments)
-    allowed = np.zeros((total, total), dtype=bool)
-    start = 0
-    for prefix, items in segments:
-        p0, p = start, len(prefix)
-        if not readout_only:
-            for i in range(p):
-                allowed[p0 + i, p0 : p0 + i + 1] = True
-        start += p
-        for item in items:
-            first = len(item) - 1 if readout_only else 0
-            for i in range(first, len(item)):
-                allowed[start + i, p0 : p0 + p] = True
-                allowed[start + i, start : start + i + 1] = True
-            start += len(item)
-    return allowed
 
 
 def test_example_pack_is_the_engines_reranker_pack(example):
@@ -79,7 +58,7 @@ def test_example_pack_is_the_engines_reranker_pack(example):
 
 def test_attention_picture_equals_the_design(figures, example):
     t = example.num_tokens
-    matrix = figures.attention_matrix(example.inputs.buckets, t)
+    matrix = figures.attention_matrix(example.inputs.plan, t)
     assert np.array_equal(matrix, expected_pattern(example.segments))
     classes = figures.classify(matrix, example.spans)
     p = len(example.segments[0][0])
@@ -92,32 +71,43 @@ def test_attention_picture_equals_the_design(figures, example):
 
 
 def test_readout_picture_has_only_each_documents_last_token(figures, example):
-    matrix = figures.attention_matrix(example.inputs.readout_buckets, example.num_tokens)
+    matrix = figures.attention_matrix(example.inputs.readout_plan, example.num_tokens)
     assert np.array_equal(matrix, expected_pattern(example.segments, readout_only=True))
     assert np.flatnonzero(matrix.any(axis=1)).tolist() == example.inputs.readout.tolist()
 
 
 def test_every_token_is_a_query_once_and_no_key_twice(figures, example):
     inputs, t = example.inputs, example.num_tokens
-    outputs = torch.cat([b.output_index for b in inputs.buckets])
-    assert sorted(outputs.tolist()) == list(range(t))
-    assert sorted(torch.cat([b.output_index for b in inputs.readout_buckets]).tolist()) == inputs.readout.tolist()
-    for buckets in (inputs.buckets, inputs.readout_buckets):
-        pairs = sum(int((b.mask[:, 0] & b.valid[:, :, None]).sum()) for b in buckets)
-        assert pairs == figures.attention_matrix(buckets, t).sum()  # a duplicated key would be counted twice
+    for plan, queries in ((inputs.plan, list(range(t))), (inputs.readout_plan, inputs.readout.tolist())):
+        outputs = torch.cat([b.output_index for b in plan.buckets])
+        assert sorted(outputs[outputs < t].tolist()) == queries  # one bucket each; padding goes to the spare row T
+        pairs = 0  # (query, key) pairs the kernels compute for real queries: a key gathered twice counts twice
+        for b in plan.buckets:
+            real = (b.output_index < t).view(b.query_index.shape)  # [N, Lq]
+            if b.key_bias is None:  # causal over whole rows: own query a sees keys 0..a
+                pairs += int((real * (torch.arange(b.query_index.shape[1]) + 1)).sum())
+            else:
+                pairs += int((real[:, :, None] & (b.key_bias[:, 0] == 0)).sum())
+        for part in plan.prefix_parts:
+            count = len(range(t)[part.queries]) if isinstance(part.queries, slice) else len(part.queries)
+            pairs += count * (part.prefix.stop - part.prefix.start)
+        assert pairs == figures.attention_matrix(plan, t).sum()
 
 
 item_ids = st.lists(st.lists(st.integers(0, 1000), min_size=1, max_size=30), min_size=1, max_size=5)
 
 
 @settings(max_examples=40, deadline=None)
-@given(segments=st.lists(st.tuples(st.lists(st.integers(0, 1000), max_size=20), item_ids), min_size=1, max_size=3))
-def test_buckets_of_any_pack_give_the_design_pattern(figures, segments):
-    """Several groups per pack, empty prefixes (the embedding case), items of 1 token: all as designed."""
-    inputs = build_pack_inputs(segments, torch.device("cpu"))
+@given(
+    segments=st.lists(st.tuples(st.lists(st.integers(0, 1000), max_size=20), item_ids), min_size=1, max_size=3),
+    max_bucket_tokens=st.integers(1, 80),
+)
+def test_the_plan_of_any_pack_gives_the_design_pattern(figures, segments, max_bucket_tokens):
+    """Several groups per pack, empty prefixes (the embedding case), items of 1 token, small buckets: as designed."""
+    inputs = build_pack_inputs(segments, torch.device("cpu"), max_bucket_tokens)
     t = len(inputs.token_ids)
-    assert np.array_equal(figures.attention_matrix(inputs.buckets, t), expected_pattern(segments))
-    readout = figures.attention_matrix(inputs.readout_buckets, t)
+    assert np.array_equal(figures.attention_matrix(inputs.plan, t), expected_pattern(segments))
+    readout = figures.attention_matrix(inputs.readout_plan, t)
     assert np.array_equal(readout, expected_pattern(segments, readout_only=True))
 
 

@@ -14,42 +14,64 @@ import torch
 import torch.nn.functional as F
 from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 
-from .attention import AttentionBucket, Row, build_buckets, packed_attention, workspace_size
+from .attention import AttentionPlan, PrefixPart, Row, build_plan, packed_attention, workspace_size
 
 
 @dataclass
 class PackInputs:
     token_ids: torch.Tensor  # [T]
     position_ids: torch.Tensor  # [T] prefixes from 0, items continue from their prefix length
-    buckets: list[AttentionBucket]  # every token attends (all layers but the last)
-    readout_buckets: list[AttentionBucket]  # only each item's last token attends (the last layer)
+    plan: AttentionPlan  # every token attends (all layers but the last)
+    readout_plan: AttentionPlan  # only each item's last token attends (the last layer)
     readout: torch.Tensor  # [R] flat index of each item's last token, in segment order
 
 
 def build_pack_inputs(
-    segments: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]], device: torch.device
+    segments: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]],
+    device: torch.device,
+    max_bucket_tokens: int = 1 << 62,
 ) -> PackInputs:
-    """segments: ``(prefix ids, [item ids, ...])`` per group in the pack; items must be non-empty."""
+    """segments: ``(prefix ids, [item ids, ...])`` per group in the pack; items must be non-empty.
+    ``max_bucket_tokens``: the most queries (padding included) of one attention bucket."""
     token_ids: list[int] = []
     positions: list[int] = []
     rows: list[Row] = []
     item_rows: list[Row] = []
+    prefix_parts: list[tuple[slice, slice, slice]] = []  # (prefix tokens, its items' tokens, their item rows)
     for prefix, items in segments:
         prefix_start = len(token_ids)
         if prefix:
-            rows.append(Row(prefix_start, len(prefix), prefix_start, 0))
+            rows.append(Row(prefix_start, len(prefix)))
             token_ids.extend(prefix)
             positions.extend(range(len(prefix)))
+        items_start, first_item = len(token_ids), len(item_rows)
         for item in items:
-            item_rows.append(Row(len(token_ids), len(item), prefix_start, len(prefix)))
+            item_rows.append(Row(len(token_ids), len(item)))
             token_ids.extend(item)
             positions.extend(range(len(prefix), len(prefix) + len(item)))
+        if prefix and items:
+            group_items = slice(first_item, len(item_rows))
+            prefix_parts.append((slice(prefix_start, items_start), slice(items_start, len(token_ids)), group_items))
+    num_tokens = len(token_ids)
+    readout = torch.tensor([r.start + r.length - 1 for r in item_rows], device=device)
     return PackInputs(
         token_ids=torch.tensor(token_ids, device=device),
         position_ids=torch.tensor(positions, device=device),
-        buckets=build_buckets(rows + item_rows, device),
-        readout_buckets=build_buckets([replace(r, first_query=r.length - 1) for r in item_rows], device),
-        readout=torch.tensor([r.start + r.length - 1 for r in item_rows], device=device),
+        plan=build_plan(
+            rows + item_rows,
+            [PrefixPart(prefix, items) for prefix, items, _ in prefix_parts],
+            num_tokens,
+            device,
+            max_bucket_tokens,
+        ),
+        readout_plan=build_plan(
+            [replace(r, first_query=r.length - 1) for r in item_rows],
+            [PrefixPart(prefix, readout[group_items]) for prefix, _, group_items in prefix_parts],
+            num_tokens,
+            device,
+            max_bucket_tokens,
+        ),
+        readout=readout,
     )
 
 
@@ -60,12 +82,17 @@ def build_pack_inputs(
 CHUNK_BYTES = 24 << 20
 
 
-def token_chunks(model: Qwen3Model, num_tokens: int) -> list[slice]:
-    """Equal chunks of the pack's tokens, each small enough that its widest buffer (the MLP's, usually) fits
-    ``CHUNK_BYTES``."""
+def chunk_tokens(model: Qwen3Model) -> int:
+    """The most tokens whose widest per-token buffer (the MLP's, usually) fits ``CHUNK_BYTES``; also the most queries
+    of one attention bucket, whose output the kernel allocates anew at every layer."""
     config = model.config
     widest = max(config.intermediate_size, config.hidden_size, config.num_attention_heads * config.head_dim)
-    limit = max(1, CHUNK_BYTES // (widest * model.embed_tokens.weight.element_size()))
+    return max(1, CHUNK_BYTES // (widest * model.embed_tokens.weight.element_size()))
+
+
+def token_chunks(model: Qwen3Model, num_tokens: int) -> list[slice]:
+    """Equal chunks of the pack's tokens, each of at most :func:`chunk_tokens`."""
+    limit = chunk_tokens(model)
     step = -(-num_tokens // -(-num_tokens // limit))  # ceil(T / number of chunks): no small last chunk
     return [slice(start, start + step) for start in range(0, num_tokens, step)]
 
@@ -148,15 +175,15 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
     num_tokens = len(inputs.token_ids)
     chunks = token_chunks(model, num_tokens)
     width = chunks[0].stop
-    scratch_size = workspace_size(inputs.buckets + inputs.readout_buckets, heads, kv_heads, head_dim)
+    scratch_size = workspace_size([inputs.plan, inputs.readout_plan], heads, kv_heads, head_dim)
     workspace = Workspace() if workspace is None else workspace
-    x, q, k, v, attended, scratch, h, added, q_chunk, k_chunk, gate, up = workspace.carve(
+    x, q, k, v, attention_rows, scratch, h, added, q_chunk, k_chunk, gate, up = workspace.carve(
         weight,
         (num_tokens, config.hidden_size),  # x: the residual stream, updated in place chunk by chunk
         (num_tokens, heads, head_dim),
         (num_tokens, kv_heads, head_dim),
         (num_tokens, kv_heads, head_dim),
-        (num_tokens, heads * head_dim),  # attention output
+        (num_tokens + 1, heads * head_dim),  # attention output; the last row takes the buckets' padding
         (scratch_size,),  # every bucket's gathered queries, keys and values, in turn
         (width, config.hidden_size),  # normed input of the chunk
         (width, config.hidden_size),  # o_proj or down_proj output, added to the residual
@@ -165,6 +192,7 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
         (width, config.intermediate_size),
         (width, config.intermediate_size),
     )
+    attended = attention_rows[:num_tokens]
     torch.index_select(weight, 0, inputs.token_ids, out=x)  # the embedding lookup
     cos, sin = model.rotary_emb(x, inputs.position_ids[None])  # [1, T, D] each
     cos, sin = cos[0], sin[0]
@@ -184,7 +212,7 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
             keys_and_values(layer, c, n)
             qc = project(attn.q_proj, h[:n], out=q_chunk[:n].view(n, -1)).view(n, heads, head_dim)
             rope(rms_norm(attn.q_norm, qc, out=qc), cos[c], sin[c], out=q[c])
-        packed_attention(q, k, v, inputs.buckets, attn.scaling, out=attended, scratch=scratch)
+        packed_attention(q, k, v, inputs.plan, attn.scaling, attention_rows, scratch, width)
         for c in chunks:
             n = len(x[c])
             x[c] += project(attn.o_proj, attended[c], out=added[:n])
@@ -197,7 +225,7 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
         keys_and_values(last, c, len(x[c]))
     h = last.input_layernorm(x[r])  # [R, C]
     q[r] = rope(attn.q_norm(attn.q_proj(h).view(len(r), heads, -1)), cos[r], sin[r])  # other rows: never read
-    attended = packed_attention(q, k, v, inputs.readout_buckets, attn.scaling, out=attended, scratch=scratch)
+    packed_attention(q, k, v, inputs.readout_plan, attn.scaling, attention_rows, scratch, width)
     x = x[r] + attn.o_proj(attended[r])  # [R, C]
     x = x + last.mlp(last.post_attention_layernorm(x))
     return model.norm(x)

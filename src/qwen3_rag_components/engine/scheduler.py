@@ -270,7 +270,7 @@ class PackScheduler:
     def _run(self, pack: _Pack, workspace: forward.Workspace) -> None:
         start = time.perf_counter()
         try:
-            inputs = forward.build_pack_inputs(pack.segments, self.device)
+            inputs = forward.build_pack_inputs(pack.segments, self.device, forward.chunk_tokens(self.model))
             hidden = forward.packed_hidden_states(self.model, inputs, workspace)  # [R, C] in row order
         except Exception as error:
             workspace.release()  # an out-of-memory retry plans smaller packs: their buffers should not stack on it

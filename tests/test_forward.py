@@ -1,0 +1,125 @@
+"""The pack forward's pieces: prefix-shared attention equals one softmax over the design's pattern, with either
+kernel; the workspace's views are aligned and disjoint, and reusing it changes no bit; small chunks change nothing."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
+from qwen3_rag_components.engine import attention
+from qwen3_rag_components.engine import forward as forward_module
+from qwen3_rag_components.engine.attention import packed_attention, workspace_size
+from qwen3_rag_components.engine.forward import Workspace, build_pack_inputs, packed_hidden_states
+
+from .design import Segments, expected_pattern
+from .texts import random_documents
+
+HEADS, KV_HEADS, HEAD_DIM, SCALE = 4, 2, 8, 0.35
+
+
+def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: np.ndarray) -> torch.Tensor:
+    """One softmax per query over the keys ``allowed`` [T, T] lets it see, in float64. q: [T, H, D] -> [T, H, D]."""
+    k = k.double().repeat_interleave(HEADS // KV_HEADS, dim=1)
+    v = v.double().repeat_interleave(HEADS // KV_HEADS, dim=1)
+    scores = torch.einsum("qhd,khd->hqk", q.double(), k) * SCALE
+    scores = scores.masked_fill(~torch.from_numpy(allowed), float("-inf"))
+    return torch.einsum("hqk,khd->qhd", scores.softmax(-1).nan_to_num(), v)
+
+
+def run_plan(segments: Segments, max_bucket_tokens: int, readout_only: bool, seed: int) -> tuple[torch.Tensor, ...]:
+    inputs = build_pack_inputs(segments, torch.device("cpu"), max_bucket_tokens)
+    t = len(inputs.token_ids)
+    generator = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(t, h, HEAD_DIM, generator=generator) for h in (HEADS, KV_HEADS, KV_HEADS))
+    plan = inputs.readout_plan if readout_only else inputs.plan
+    out = torch.full((t + 1, HEADS * HEAD_DIM), float("nan"))
+    scratch = torch.empty(workspace_size([plan], HEADS, KV_HEADS, HEAD_DIM))
+    packed_attention(q, k, v, plan, SCALE, out, scratch, query_chunk=max_bucket_tokens)
+    queries = inputs.readout if readout_only else torch.arange(t)
+    expected = dense_attention(q, k, v, expected_pattern(segments, readout_only=readout_only))
+    return out[:t].view(t, HEADS, HEAD_DIM)[queries], expected[queries].float()
+
+
+segments_strategy = st.lists(
+    st.tuples(
+        st.lists(st.integers(0, 9), max_size=12),  # prefix (empty: the embedding case)
+        st.lists(st.lists(st.integers(0, 9), min_size=1, max_size=20), min_size=1, max_size=5),  # items
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@pytest.mark.parametrize("kernel", ["cpu", "reference"])
+@settings(max_examples=30, deadline=None)
+@given(segments=segments_strategy, max_bucket_tokens=st.integers(1, 60), readout_only=st.booleans())
+def test_prefix_shared_attention_is_one_softmax_over_the_design_pattern(
+    kernel, segments, max_bucket_tokens, readout_only
+):
+    """Own part (causal buckets, key mask for last tokens) merged with the prefix part by log-sum-exp equals a single
+    softmax over exactly the keys the design allows, with the CPU kernel and with the written-out path of other
+    devices; every query is written, none left at its NaN fill."""
+    with pytest.MonkeyPatch.context() as patch:
+        if kernel == "reference":
+            patch.setattr(attention, "attend", attention.attend_reference)
+        actual, expected = run_plan(segments, max_bucket_tokens, readout_only, seed=len(segments) + max_bucket_tokens)
+    assert not actual.isnan().any()
+    torch.testing.assert_close(actual, expected, atol=2e-6, rtol=2e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shapes=st.lists(st.lists(st.integers(1, 40), min_size=1, max_size=3).map(tuple), min_size=1, max_size=8),
+    dtype=st.sampled_from([torch.float32, torch.bfloat16]),
+)
+def test_workspace_views_are_aligned_disjoint_and_reused(shapes, dtype):
+    workspace = Workspace()
+    like = torch.empty(0, dtype=dtype)
+    views = workspace.carve(like, *shapes)
+    assert [tuple(view.shape) for view in views] == shapes and all(view.dtype == dtype for view in views)
+    spans = sorted((view.data_ptr(), view.data_ptr() + view.nbytes) for view in views)
+    assert all(start % Workspace.ALIGN_BYTES == 0 for start, _ in spans)
+    assert all(end <= next_start for (_, end), (next_start, _) in pairwise(spans))
+    base, size = views[0].data_ptr(), workspace.nbytes
+    assert workspace.carve(like, shapes[0])[0].data_ptr() == base and workspace.nbytes == size  # smaller: reused
+    (bigger,) = workspace.carve(like, (size // like.element_size() + 1,))
+    assert workspace.nbytes >= bigger.nbytes > size  # larger: replaced
+    workspace.release()
+    assert workspace.nbytes == 0
+
+
+def test_a_reused_workspace_changes_no_bit(reranker_model):
+    """One worker's workspace serves packs of every size in turn: each pack's hidden states equal a fresh workspace's,
+    bit for bit (a stale value read anywhere would show)."""
+    engine = Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu")
+    documents = random_documents(12, seed=3)
+    prefix = engine.text.plain_ids(["a query part"])[0]
+    items = engine.text.plain_ids(documents)
+    packs = [[(prefix, items)], [(prefix, items[:2])], [(prefix[:3], items[5:]), (prefix, items[:4])]]
+    shared = Workspace()
+    for segments in [*packs, *packs]:
+        inputs = build_pack_inputs(segments, engine.device, 16)
+        reused = packed_hidden_states(engine.model, inputs, shared)
+        fresh = packed_hidden_states(engine.model, inputs, Workspace())
+        assert torch.equal(reused, fresh)
+
+
+def test_small_chunks_and_buckets_change_nothing(reranker_model, embedder_model, monkeypatch):
+    """The chunk size sets the token chunks of the per-token work, the largest attention bucket and the prefix part's
+    query slices; tiny chunks (many of each) give the scores and vectors of one chunk per pack."""
+    documents = random_documents(24, seed=5)
+    reranker = Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu")
+    embedder = Qwen3EmbedEngine.from_pretrained(embedder_model, device="cpu")
+    scores = reranker.score("what is a packed forward?", documents)
+    vectors = embedder.encode(documents).embeddings
+    width = reranker.model.config.intermediate_size * 4
+    monkeypatch.setattr(forward_module, "CHUNK_BYTES", 5 * width)  # 5-token chunks, 5-query buckets
+    assert forward_module.chunk_tokens(reranker.model) == 5
+    assert reranker.score("what is a packed forward?", documents) == pytest.approx(scores, abs=1e-6)
+    assert np.abs(embedder.encode(documents).embeddings - vectors).max() <= 1e-6
