@@ -184,7 +184,7 @@ def draw_pack_attention(example: ExamplePack, path: Path) -> None:
         prefix_keys = sum(p.prefix.stop - p.prefix.start for p in plan.prefix_parts)
         ax.set_title(
             f"{title}\nown tokens: {len(plan.buckets)} buckets [N×Lq×Lk] {shapes}\n"
-            f"shared prefix: {len(plan.prefix_parts)} part, {prefix_keys} keys read in place (no mask, no copies)"
+            f"shared prefix: {len(plan.prefix_parts)} part of {prefix_keys} keys, read in place"
         )
         ax.set_xlabel("key token", fontsize=9)
         ax.set_ylabel("query token", fontsize=9)
