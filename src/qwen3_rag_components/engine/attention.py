@@ -146,18 +146,18 @@ def attend_reference(
     causal: bool = False,
     key_bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`attend` written out with matrix products (scores in fp32): the path for devices without the CPU
-    kernel, and its check in the tests."""
+    """:func:`attend` written out with matrix products in fp32, rounded once (as the kernel accumulates): the path
+    for devices without the CPU kernel, and its check in the tests."""
     groups = q.shape[1] // k.shape[1]
     k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-    scores = torch.matmul(q, k.transpose(-1, -2)).float() * scale  # [N, H, Lq, Lk]
+    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale  # [N, H, Lq, Lk]
     if causal:
         scores.masked_fill_(torch.ones_like(scores[0, 0], dtype=torch.bool).triu(1), float("-inf"))
     if key_bias is not None:
         scores += key_bias
     lse = scores.logsumexp(-1)  # [N, H, Lq]
-    out = torch.matmul(torch.exp(scores - lse[..., None]).to(v.dtype), v)
-    return out, lse
+    out = torch.matmul(torch.exp(scores - lse[..., None]), v.float())
+    return out.to(v.dtype), lse
 
 
 def packed_attention(
