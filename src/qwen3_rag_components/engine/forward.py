@@ -1,7 +1,7 @@
 """One forward pass of a Qwen3 base model over a pack, reusing the transformers modules' weights.
 
 The layers run on a flat ``[T, C]`` sequence (no batch, no padding); only attention sees the pack's structure, through
-the buckets of :mod:`.attention`. Hidden states come back only at the requested readout positions.
+the attention plan of :mod:`.attention`. Hidden states come back only at the requested readout positions.
 """
 
 from __future__ import annotations
@@ -128,8 +128,8 @@ class Workspace:
     The scheduler's worker keeps one while calls are queued, so consecutive packs reuse the same pages instead of
     allocating, faulting in and freeing ~40 KB per token each; and freeing one large block leaves no holes behind
     (glibc hands a block above 32 MiB back to the kernel at once, but keeps freed smaller ones in its heaps, where
-    mixed sizes of later packs fragment them: the memory of many calls in a row crept up by ~50 %). It grows to the
-    largest pack seen and is dropped when the worker leaves, so an idle engine holds none of it.
+    the mixed sizes of later packs fragment them). It grows to the largest pack seen and is dropped when the worker
+    leaves, so an idle engine holds none of it.
     """
 
     # torch's CPU allocator aligns to 64 bytes; every view keeps that alignment, since BLAS kernels may choose their
