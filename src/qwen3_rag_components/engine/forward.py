@@ -143,11 +143,11 @@ class Workspace:
         """Uninitialised tensors of ``like``'s dtype and device, one per shape, that do not overlap."""
         align = max(1, self.ALIGN_BYTES // like.element_size())
         sizes = [-(-math.prod(shape) // align) * align for shape in shapes]
-        buffer = self._buffer
-        if buffer is None or buffer.numel() < sum(sizes) or buffer.dtype != like.dtype or buffer.device != like.device:
-            self._buffer = buffer = None  # freed before the larger one is allocated
-            self._buffer = buffer = like.new_empty(sum(sizes))
-        views, start = [], 0
+        old = self._buffer
+        if old is None or old.numel() < sum(sizes) or old.dtype != like.dtype or old.device != like.device:
+            self._buffer = old = None  # freed before the larger one is allocated
+            self._buffer = like.new_empty(sum(sizes))
+        buffer, views, start = self._buffer, [], 0
         for shape, size in zip(shapes, sizes, strict=True):
             views.append(buffer[start : start + math.prod(shape)].view(shape))
             start += size
