@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import functools
 import gc
 import math
@@ -13,6 +11,7 @@ import random
 import re
 import resource
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Generic, TypeVar
 import psutil
 import torch
 
+from qwen3_rag_components.engine.forward import trim_heap
 from qwen3_rag_components.engine.placement import cpu_has_native_bf16
 from qwen3_rag_components.testing import QWEN3_0_6B, write_embedding_checkpoint, write_reranker_checkpoint
 
@@ -146,11 +146,12 @@ def peak_rss_mb() -> float:
 
 
 def release_memory() -> None:
-    """Collect garbage and hand freed heap back to the OS, so the next peer's RSS does not carry the previous one's."""
+    """Collect garbage and hand freed heap back to the OS, so the next peer's RSS does not carry the previous one's.
+    An engine's pack worker outlives its caller's last pack by a moment (its workspace too): wait for it to leave."""
+    while any(thread.name.startswith("qwen3-rag-packs") for thread in threading.enumerate()):
+        time.sleep(0.01)
     gc.collect()
-    libc_name = ctypes.util.find_library("c")
-    if libc_name and platform.system() == "Linux":
-        ctypes.CDLL(libc_name).malloc_trim(0)
+    trim_heap()
 
 
 @dataclass

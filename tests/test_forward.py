@@ -39,8 +39,9 @@ def run_plan(segments: Segments, max_bucket_tokens: int, readout_only: bool, see
     q, k, v = (torch.randn(t, h, HEAD_DIM, generator=generator) for h in (HEADS, KV_HEADS, KV_HEADS))
     plan = inputs.readout_plan if readout_only else inputs.plan
     out = torch.full((t + 1, HEADS * HEAD_DIM), float("nan"))
+    lse = torch.full((t + 1, HEADS), float("nan"))  # stale values would show
     scratch = torch.empty(workspace_size([plan], HEADS, KV_HEADS, HEAD_DIM))
-    packed_attention(q, k, v, plan, SCALE, out, scratch, query_chunk=max_bucket_tokens)
+    packed_attention(q, k, v, plan, SCALE, out, lse, scratch, query_chunk=max_bucket_tokens)
     queries = inputs.readout if readout_only else torch.arange(t)
     expected = dense_attention(q, k, v, expected_pattern(segments, readout_only=readout_only))
     return out[:t].view(t, HEADS, HEAD_DIM)[queries], expected[queries].float()
@@ -80,15 +81,16 @@ def test_prefix_shared_attention_is_one_softmax_over_the_design_pattern(
 )
 def test_workspace_views_are_aligned_disjoint_and_reused(shapes, dtype):
     workspace = Workspace()
-    like = torch.empty(0, dtype=dtype)
-    views = workspace.carve(like, *shapes)
-    assert [tuple(view.shape) for view in views] == shapes and all(view.dtype == dtype for view in views)
+    cpu = torch.device("cpu")
+    dtypes = [(dtype, torch.float32)[k % 2] for k in range(len(shapes))]  # mixed dtypes in one allocation
+    views = workspace.carve(cpu, *zip(dtypes, shapes, strict=True))
+    assert [tuple(view.shape) for view in views] == shapes and [view.dtype for view in views] == dtypes
     spans = sorted((view.data_ptr(), view.data_ptr() + view.nbytes) for view in views)
     assert all(start % Workspace.ALIGN_BYTES == 0 for start, _ in spans)
     assert all(end <= next_start for (_, end), (next_start, _) in pairwise(spans))
     base, size = views[0].data_ptr(), workspace.nbytes
-    assert workspace.carve(like, shapes[0])[0].data_ptr() == base and workspace.nbytes == size  # smaller: reused
-    (bigger,) = workspace.carve(like, (size // like.element_size() + 1,))
+    assert workspace.carve(cpu, (dtype, shapes[0]))[0].data_ptr() == base and workspace.nbytes == size  # reused
+    (bigger,) = workspace.carve(cpu, (dtype, (size // dtype.itemsize + 1,)))
     assert workspace.nbytes >= bigger.nbytes > size  # larger: replaced
     workspace.release()
     assert workspace.nbytes == 0

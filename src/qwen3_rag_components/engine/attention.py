@@ -167,23 +167,24 @@ def packed_attention(
     plan: AttentionPlan,
     scale: float,
     out: torch.Tensor,
+    lse: torch.Tensor,
     scratch: torch.Tensor,
     query_chunk: int,
 ) -> None:
-    """Attention of every query of ``plan``, written into ``out`` [T + 1, H * D] (row T takes the buckets' padding).
-    q: [T, H, D], k/v: [T, Hkv, D], rotary applied. Buckets gather into ``scratch`` (1-D, at least
-    :func:`workspace_size` elements), which a pack allocates once for all its layers; prefix parts take
-    ``query_chunk`` queries at a time, which bounds the output the kernel allocates per call."""
+    """Attention of every query of ``plan``, written into ``out`` [T + 1, H * D] (row T takes the buckets' padding);
+    ``lse`` [T + 1, H] fp32 is overwritten with the own part's log-sum-exp. q: [T, H, D], k/v: [T, Hkv, D], rotary
+    applied. Buckets gather into ``scratch`` (1-D, at least :func:`workspace_size` elements), which a pack allocates
+    once for all its layers; prefix parts take ``query_chunk`` queries at a time, which bounds the output the kernel
+    allocates per call."""
     num_tokens, num_heads, head_dim = q.shape
     out3 = out.view(num_tokens + 1, num_heads, head_dim)
-    lse = q.new_empty(num_tokens + 1, num_heads, dtype=torch.float32)  # [T + 1, H] of the own part
     for b in plan.buckets:
         qb = gather(q, b.query_index, scratch)  # [N, H, Lq, D]
         kb = gather(k, b.key_index, scratch[qb.numel() :])  # [N, Hkv, Lk, D]
         vb = gather(v, b.key_index, scratch[qb.numel() + kb.numel() :])
         ob, lse_b = attend(qb, kb, vb, scale, causal=b.key_bias is None, key_bias=b.key_bias)
-        out3.index_copy_(0, b.output_index, ob.transpose(1, 2).reshape(-1, num_heads, head_dim))
-        lse.index_copy_(0, b.output_index, lse_b.transpose(1, 2).reshape(-1, num_heads))
+        out3.index_put_((b.output_index.view(qb.shape[0], -1),), ob.transpose(1, 2))  # [N, Lq, H, D] strided, no copy
+        lse.index_put_((b.output_index.view(qb.shape[0], -1),), lse_b.transpose(1, 2))
     for part in plan.prefix_parts:
         kp = k[part.prefix].transpose(0, 1)[None]  # [1, Hkv, P, D], in place
         vp = v[part.prefix].transpose(0, 1)[None]

@@ -6,8 +6,11 @@ the attention plan of :mod:`.attention`. Hidden states come back only at the req
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
-from collections.abc import Sequence
+import platform
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -103,22 +106,31 @@ def project(linear: torch.nn.Linear, x: torch.Tensor, out: torch.Tensor) -> torc
     return out if linear.bias is None else out.add_(linear.bias)
 
 
-def rms_norm(norm: torch.nn.Module, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+def rms_norm(norm: torch.nn.Module, x: torch.Tensor, out: torch.Tensor, squares: torch.Tensor) -> torch.Tensor:
     """Qwen3RMSNorm's arithmetic (statistics and scaling in fp32, the weight applied in the model dtype) written into
-    ``out``, which may be ``x``. x, out: [..., C]."""
-    inverse_rms = torch.rsqrt(x.to(torch.float32).square().mean(-1, keepdim=True) + norm.variance_epsilon)  # [..., 1]
+    ``out``, which may be ``x``. x, out: [..., C]; squares: fp32 scratch of at least ``x.numel()`` elements."""
+    squares = squares.view(-1)[: x.numel()].view(x.shape)
+    if x.dtype == torch.float32:
+        torch.mul(x, x, out=squares)  # what x.pow(2) computes
+    else:
+        squares.copy_(x).mul_(squares)  # x.to(float32).pow(2)
+    inverse_rms = squares.mean(-1, keepdim=True).add_(norm.variance_epsilon).rsqrt_()  # [..., 1]
     torch.mul(x, inverse_rms, out=out)  # computed in fp32, rounded once to the model dtype
     return out.mul_(norm.weight)
 
 
-def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+def rope(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor, products: torch.Tensor
+) -> torch.Tensor:
     """Rotary embedding with transformers' Qwen3 rounding (``x * cos + rotate_half(x) * sin``, each product rounded
-    to the model dtype), written into ``out`` without ``rotate_half``'s copies. x, out: [N, H, D]; cos, sin: [N, D]."""
+    to the model dtype), written into ``out`` without ``rotate_half``'s copies. x, out: [N, H, D]; cos, sin: [N, D];
+    products: scratch of x's dtype and at least ``x.numel() // 2`` elements."""
     half = x.shape[-1] // 2
     cos, sin = cos[:, None], sin[:, None]
-    out = torch.mul(x, cos, out=out) if out is not None else x * cos
-    out[..., :half] -= x[..., half:] * sin[..., :half]  # rotate_half's first half is -x2
-    out[..., half:] += x[..., :half] * sin[..., half:]
+    product = products.view(-1)[: x.numel() // 2].view(*x.shape[:-1], half)  # [N, H, D / 2]
+    torch.mul(x, cos, out=out)
+    out[..., :half] -= torch.mul(x[..., half:], sin[..., :half], out=product)  # rotate_half's first half is -x2
+    out[..., half:] += torch.mul(x[..., :half], sin[..., half:], out=product)
     return out
 
 
@@ -128,8 +140,8 @@ class Workspace:
     The scheduler's worker keeps one while calls are queued, so consecutive packs reuse the same pages instead of
     allocating, faulting in and freeing ~40 KB per token each; and freeing one large block leaves no holes behind
     (glibc hands a block above 32 MiB back to the kernel at once, but keeps freed smaller ones in its heaps, where
-    the mixed sizes of later packs fragment them). It grows to the largest pack seen and is dropped when the worker
-    leaves, so an idle engine holds none of it.
+    the mixed sizes of later packs fragment them and, over many packs, fault back in every free page of the heap). It
+    grows to the largest pack seen and is dropped when the worker leaves, so an idle engine holds none of it.
     """
 
     # torch's CPU allocator aligns to 64 bytes; every view keeps that alignment, since BLAS kernels may choose their
@@ -137,19 +149,18 @@ class Workspace:
     ALIGN_BYTES = 64
 
     def __init__(self) -> None:
-        self._buffer: torch.Tensor | None = None
+        self._buffer: torch.Tensor | None = None  # [bytes] uint8
 
-    def carve(self, like: torch.Tensor, *shapes: tuple[int, ...]) -> list[torch.Tensor]:
-        """Uninitialised tensors of ``like``'s dtype and device, one per shape, that do not overlap."""
-        align = max(1, self.ALIGN_BYTES // like.element_size())
-        sizes = [-(-math.prod(shape) // align) * align for shape in shapes]
+    def carve(self, device: torch.device, *specs: tuple[torch.dtype, tuple[int, ...]]) -> list[torch.Tensor]:
+        """Uninitialised tensors on ``device``, one per ``(dtype, shape)``, that do not overlap."""
+        sizes = [-(-math.prod(shape) * dtype.itemsize // self.ALIGN_BYTES) * self.ALIGN_BYTES for dtype, shape in specs]
         old = self._buffer
-        if old is None or old.numel() < sum(sizes) or old.dtype != like.dtype or old.device != like.device:
+        if old is None or old.numel() < sum(sizes) or old.device != device:
             self._buffer = old = None  # freed before the larger one is allocated
-            self._buffer = like.new_empty(sum(sizes))
+            self._buffer = torch.empty(sum(sizes), dtype=torch.uint8, device=device)
         buffer, views, start = self._buffer, [], 0
-        for shape, size in zip(shapes, sizes, strict=True):
-            views.append(buffer[start : start + math.prod(shape)].view(shape))
+        for (dtype, shape), size in zip(specs, sizes, strict=True):
+            views.append(buffer[start : start + math.prod(shape) * dtype.itemsize].view(dtype).view(shape))
             start += size
         return views
 
@@ -159,6 +170,30 @@ class Workspace:
     @property
     def nbytes(self) -> int:
         return 0 if self._buffer is None else self._buffer.nbytes
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if platform.system() != "Linux":
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc; musl has none
+    except (AttributeError, OSError):
+        return None
+
+
+def trim_heap() -> None:
+    """Hand the C heap's free pages back to the kernel (glibc's ``malloc_trim``; nothing on other platforms).
+
+    Besides the workspace, a CPU pack allocates the attention kernel's outputs (up to one chunk of queries each, a
+    few MB to tens of MB), which glibc places in its heap once it has seen blocks of that size freed. Packs of other
+    shapes place them elsewhere in the heap, so over many packs every free page of the heap is faulted in and stays
+    resident. Trimming after each pack keeps the resident heap at what one pack uses; it costs a few milliseconds and
+    the re-faulting of those outputs, ~1 % of a pack.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 @torch.inference_mode()
@@ -177,21 +212,31 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
     width = chunks[0].stop
     scratch_size = workspace_size([inputs.plan, inputs.readout_plan], heads, kv_heads, head_dim)
     workspace = Workspace() if workspace is None else workspace
-    x, q, k, v, attention_rows, scratch, h, added, q_chunk, k_chunk, gate, up = workspace.carve(
-        weight,
-        (num_tokens, config.hidden_size),  # x: the residual stream, updated in place chunk by chunk
-        (num_tokens, heads, head_dim),
-        (num_tokens, kv_heads, head_dim),
-        (num_tokens, kv_heads, head_dim),
-        (num_tokens + 1, heads * head_dim),  # attention output; the last row takes the buckets' padding
-        (scratch_size,),  # every bucket's gathered queries, keys and values, in turn
-        (width, config.hidden_size),  # normed input of the chunk
-        (width, config.hidden_size),  # o_proj or down_proj output, added to the residual
-        (width, heads, head_dim),
-        (width, kv_heads, head_dim),
-        (width, config.intermediate_size),
-        (width, config.intermediate_size),
+    dtype, fp32 = weight.dtype, torch.float32
+    # RMSNorm's fp32 squares and rope's products share the bytes of the MLP's gate: no norm or rotary runs while it
+    # holds a value (from gate_proj to down_proj).
+    gate_bytes = width * config.intermediate_size * dtype.itemsize
+    squares_bytes = width * max(config.hidden_size, heads * head_dim) * fp32.itemsize
+    products_bytes = max(len(inputs.readout), width) * heads * head_dim // 2 * dtype.itemsize
+    x, q, k, v, attention_rows, attention_lse, scratch, h, added, q_chunk, k_chunk, gate_region, up = workspace.carve(
+        weight.device,
+        (dtype, (num_tokens, config.hidden_size)),  # x: the residual stream, updated in place chunk by chunk
+        (dtype, (num_tokens, heads, head_dim)),
+        (dtype, (num_tokens, kv_heads, head_dim)),
+        (dtype, (num_tokens, kv_heads, head_dim)),
+        (dtype, (num_tokens + 1, heads * head_dim)),  # attention output; the last row takes the buckets' padding
+        (fp32, (num_tokens + 1, heads)),  # its log-sum-exp over the own part
+        (dtype, (scratch_size,)),  # every bucket's gathered queries, keys and values, in turn
+        (dtype, (width, config.hidden_size)),  # normed input of the chunk
+        (dtype, (width, config.hidden_size)),  # o_proj or down_proj output, added to the residual
+        (dtype, (width, heads, head_dim)),
+        (dtype, (width, kv_heads, head_dim)),
+        (torch.uint8, (max(gate_bytes, squares_bytes + products_bytes),)),
+        (dtype, (width, config.intermediate_size)),
     )
+    gate = gate_region[:gate_bytes].view(dtype).view(width, config.intermediate_size)
+    squares = gate_region[:squares_bytes].view(fp32)
+    products = gate_region[squares_bytes : squares_bytes + products_bytes].view(dtype)
     attended = attention_rows[:num_tokens]
     torch.index_select(weight, 0, inputs.token_ids, out=x)  # the embedding lookup
     cos, sin = model.rotary_emb(x, inputs.position_ids[None])  # [1, T, D] each
@@ -199,9 +244,9 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
 
     def keys_and_values(layer: torch.nn.Module, c: slice, n: int) -> None:
         attn = layer.self_attn
-        rms_norm(layer.input_layernorm, x[c], out=h[:n])
+        rms_norm(layer.input_layernorm, x[c], h[:n], squares)
         kc = project(attn.k_proj, h[:n], out=k_chunk[:n].view(n, -1)).view(n, kv_heads, head_dim)
-        rope(rms_norm(attn.k_norm, kc, out=kc), cos[c], sin[c], out=k[c])
+        rope(rms_norm(attn.k_norm, kc, kc, squares), cos[c], sin[c], k[c], products)
         project(attn.v_proj, h[:n], out=v[c].view(n, -1))
 
     *layers, last = model.layers
@@ -211,12 +256,12 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
             n = len(x[c])
             keys_and_values(layer, c, n)
             qc = project(attn.q_proj, h[:n], out=q_chunk[:n].view(n, -1)).view(n, heads, head_dim)
-            rope(rms_norm(attn.q_norm, qc, out=qc), cos[c], sin[c], out=q[c])
-        packed_attention(q, k, v, inputs.plan, attn.scaling, attention_rows, scratch, width)
+            rope(rms_norm(attn.q_norm, qc, qc, squares), cos[c], sin[c], q[c], products)
+        packed_attention(q, k, v, inputs.plan, attn.scaling, attention_rows, attention_lse, scratch, width)
         for c in chunks:
             n = len(x[c])
             x[c] += project(attn.o_proj, attended[c], out=added[:n])
-            rms_norm(layer.post_attention_layernorm, x[c], out=h[:n])
+            rms_norm(layer.post_attention_layernorm, x[c], h[:n], squares)
             g = F.silu(project(mlp.gate_proj, h[:n], out=gate[:n]), inplace=True)
             g.mul_(project(mlp.up_proj, h[:n], out=up[:n]))
             x[c] += project(mlp.down_proj, g, out=added[:n])
@@ -224,8 +269,9 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
     for c in chunks:
         keys_and_values(last, c, len(x[c]))
     h = last.input_layernorm(x[r])  # [R, C]
-    q[r] = rope(attn.q_norm(attn.q_proj(h).view(len(r), heads, -1)), cos[r], sin[r])  # other rows: never read
-    packed_attention(q, k, v, inputs.readout_plan, attn.scaling, attention_rows, scratch, width)
+    qr = attn.q_norm(attn.q_proj(h).view(len(r), heads, -1))  # [R, H, D]
+    q[r] = rope(qr, cos[r], sin[r], torch.empty_like(qr), products)  # other rows: never read
+    packed_attention(q, k, v, inputs.readout_plan, attn.scaling, attention_rows, attention_lse, scratch, width)
     x = x[r] + attn.o_proj(attended[r])  # [R, C]
     x = x + last.mlp(last.post_attention_layernorm(x))
     return model.norm(x)

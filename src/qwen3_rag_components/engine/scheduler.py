@@ -216,6 +216,8 @@ class PackScheduler:
                         self._workers -= 1
                         return
                 self._run(pack, workspace)
+                if self.device.type == "cpu":
+                    forward.trim_heap()  # the kernels' outputs of this pack; see trim_heap
 
     def _next_pack(self) -> _Pack | None:
         """Called under the lock: the next pack, its items taken off their calls' queues."""
