@@ -1,5 +1,6 @@
 """The pack forward's pieces: prefix-shared attention equals one softmax over the design's pattern, with either
-kernel; the workspace's views are aligned and disjoint, and reusing it changes no bit; small chunks change nothing."""
+kernel; the workspace's views are aligned and disjoint, and reusing it changes no bit; small chunks change nothing;
+norm and rotary embedding in workspace buffers are the transformers modules' arithmetic."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm, apply_rotary_pos_emb
 
 from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
 from qwen3_rag_components.engine import attention
@@ -125,3 +127,33 @@ def test_small_chunks_and_buckets_change_nothing(reranker_model, embedder_model,
     assert forward_module.chunk_tokens(reranker.model) == 5
     assert reranker.score("what is a packed forward?", documents) == pytest.approx(scores, abs=1e-6)
     assert np.abs(embedder.encode(documents).embeddings - vectors).max() <= 1e-6
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(1, 9),
+    heads=st.integers(1, 4),
+    half_dim=st.integers(1, 8),
+    dtype=st.sampled_from([torch.float32, torch.bfloat16]),
+    seed=st.integers(0, 2**16),
+)
+def test_norm_and_rotary_are_the_transformers_arithmetic(rows, heads, half_dim, dtype, seed):
+    """RMSNorm and rotary embedding written into workspace buffers (squares and products in scratch that holds stale
+    values) give the transformers Qwen3 modules' results bit for bit, in fp32 and in bf16."""
+    generator = torch.Generator().manual_seed(seed)
+    dim = 2 * half_dim
+    x = (torch.randn(rows, heads, dim, generator=generator) * 3).to(dtype)
+    norm = Qwen3RMSNorm(dim, eps=1e-6).to(dtype)
+    norm.weight.data = (torch.rand(dim, generator=generator) + 0.5).to(dtype)
+    squares = torch.full((x.numel() + 3,), float("nan"))  # fp32, larger than needed, stale
+    products = torch.full((x.numel(),), float("nan"), dtype=dtype)
+    cos, sin = (torch.rand(rows, dim, generator=generator).to(dtype) for _ in range(2))
+    with torch.inference_mode():
+        expected = norm(x)
+        normed = forward_module.rms_norm(norm, x, torch.empty_like(x), squares)
+        rotated = forward_module.rope(normed, cos, sin, torch.empty_like(x), products)
+        expected_rotated, _ = apply_rotary_pos_emb(expected.transpose(0, 1), expected.transpose(0, 1), cos, sin, 0)
+    assert torch.equal(normed, expected)
+    assert torch.equal(rotated, expected_rotated.transpose(0, 1))
+    in_place = x.clone()
+    assert torch.equal(forward_module.rms_norm(norm, in_place, in_place, squares), expected)  # out may be x

@@ -117,7 +117,7 @@ def test_special_token_strings_in_user_text_stay_plain_text(rerank_engine, monke
     for prefix in job.prefixes:
         assert all(t < first_added_token for t in prefix[prefix_fixed:])
     for item in job.items:
-        assert item[-len(suffix) :] == suffix
+        assert list(item[-len(suffix) :]) == suffix
         assert all(t < first_added_token for t in item[: -len(suffix)])
     assert 151645 in rerank_engine.text.template_ids(injected)  # the full tokenizer would have made control tokens
 

@@ -4,6 +4,7 @@ calls, a short call overtakes a long one, cancelling and failing one call leaves
 from __future__ import annotations
 
 import asyncio
+import platform
 import threading
 import time
 from collections import Counter
@@ -148,6 +149,22 @@ def test_meta_is_per_call(reranker, monkeypatch):
     assert meta_a.compute_ms >= 150 and meta_a.queued_ms < meta_a.compute_ms
     for meta in (meta_a, meta_b):
         assert meta.elapsed_ms >= meta.queued_ms + meta.compute_ms - 1
+
+
+def test_the_worker_trims_the_heap_after_each_cpu_pack(reranker, monkeypatch):
+    """The kernels' outputs of a CPU pack go back to the kernel before the next pack starts (``forward.trim_heap``),
+    so the heap does not fault more and more of its free pages in over many packs."""
+    if platform.libc_ver()[0] == "glibc":
+        assert forward_module._malloc_trim() is not None  # the trim is real where glibc is the C library
+    spy = ForwardSpy(monkeypatch)
+    packs_before_trim: list[int] = []
+    monkeypatch.setattr(forward_module, "trim_heap", lambda: packs_before_trim.append(len(spy.packs)))
+    query, documents = jobs(1, 12, seed=6)[0]
+    reranker.with_options(max_docs_per_pack=4).score(query, documents)
+    for thread in threading.enumerate():  # the worker trims after handing over the last pack's rows
+        if thread.name.startswith("qwen3-rag-packs"):
+            thread.join(timeout=30)
+    assert packs_before_trim == [1, 2, 3]
 
 
 def test_a_short_call_overtakes_a_long_one(reranker, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -206,7 +207,7 @@ class Qwen3EmbedEngine(HasOptions):
         unique_texts, text_index = dedup(list(texts))
         ids = self.text.plain_ids(unique_texts)
         kept = options.max_length - 1
-        items = [tokens[:kept] + [self.endoftext_id] for tokens in ids]
+        items = [array("i", tokens[:kept] + [self.endoftext_id]) for tokens in ids]
         return _EmbedPlan(
             job=Job([[]], [0] * len(items), items, options.max_tokens_per_pack, None),
             text_index=text_index,

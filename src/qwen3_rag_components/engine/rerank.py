@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -216,7 +217,7 @@ class Qwen3RerankEngine(HasOptions):
         request_of_doc = [r for r, docs in enumerate(documents) for _ in docs]
         pair_keys = [(query_of_request[r], doc_index[k]) for k, r in enumerate(request_of_doc)]
         unique_pairs, pair_of_doc = dedup(pair_keys)
-        items = [doc_ids[d][: budgets[q]] + self.suffix_ids for q, d in unique_pairs]
+        items = [array("i", doc_ids[d][: budgets[q]] + self.suffix_ids) for q, d in unique_pairs]
         options = self.options
         job = Job(prefixes, [q for q, _ in unique_pairs], items, options.max_tokens_per_pack, options.max_docs_per_pack)
         return _RerankPlan(

@@ -71,7 +71,7 @@ class Job:
 
     prefixes: Sequence[Sequence[int]]  # token ids of each group's shared prefix ([] for embeddings)
     item_groups: Sequence[int]  # group of each item
-    items: Sequence[Sequence[int]]  # token ids of each item (non-empty); the readout is its last token
+    items: Sequence[Sequence[int]]  # token ids of each item (non-empty; int32 arrays keep a queued call small)
     max_tokens: int
     max_items: int | None
 
