@@ -23,6 +23,7 @@ import torch
 
 from qwen3_rag_components.engine.forward import trim_heap
 from qwen3_rag_components.engine.placement import cpu_has_native_bf16
+from qwen3_rag_components.engine.scheduler import WORKER_THREAD_PREFIX
 from qwen3_rag_components.testing import QWEN3_0_6B, write_embedding_checkpoint, write_reranker_checkpoint
 
 T = TypeVar("T")
@@ -148,7 +149,7 @@ def peak_rss_mb() -> float:
 def release_memory() -> None:
     """Collect garbage and hand freed heap back to the OS, so the next peer's RSS does not carry the previous one's.
     An engine's pack worker outlives its caller's last pack by a moment (its workspace too): wait for it to leave."""
-    while any(thread.name.startswith("qwen3-rag-packs") for thread in threading.enumerate()):
+    while any(thread.name.startswith(WORKER_THREAD_PREFIX) for thread in threading.enumerate()):
         time.sleep(0.01)
     gc.collect()
     trim_heap()

@@ -16,7 +16,7 @@ import torch
 
 import qwen3_rag_components.engine.forward as forward_module
 from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
-from qwen3_rag_components.engine.scheduler import Job, PackScheduler
+from qwen3_rag_components.engine.scheduler import WORKER_THREAD_PREFIX, Job, PackScheduler
 
 from .texts import random_documents
 
@@ -162,7 +162,7 @@ def test_the_worker_trims_the_heap_after_each_cpu_pack(reranker, monkeypatch):
     query, documents = jobs(1, 12, seed=6)[0]
     reranker.with_options(max_docs_per_pack=4).score(query, documents)
     for thread in threading.enumerate():  # the worker trims after handing over the last pack's rows
-        if thread.name.startswith("qwen3-rag-packs"):
+        if thread.name.startswith(WORKER_THREAD_PREFIX):
             thread.join(timeout=30)
     assert packs_before_trim == [1, 2, 3]
 

@@ -38,6 +38,8 @@ from .meta import Progress
 
 logger = logging.getLogger(__name__)
 
+WORKER_THREAD_PREFIX = "qwen3-rag-packs-"  # a worker thread's name: this prefix, then its device
+
 _device_slots: dict[str, threading.BoundedSemaphore] = {}
 _device_packs: dict[str, int] = {}
 _slots_lock = threading.Lock()
@@ -203,7 +205,7 @@ class PackScheduler:
         _, packs = _device_slot(self.device)
         while self._workers < packs:
             self._workers += 1
-            threading.Thread(target=self._work, name=f"qwen3-rag-packs-{self.device}").start()
+            threading.Thread(target=self._work, name=f"{WORKER_THREAD_PREFIX}{self.device}").start()
 
     def _work(self) -> None:
         workspace = forward.Workspace()  # this worker's pack buffers, reused while calls are queued
