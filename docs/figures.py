@@ -405,6 +405,63 @@ def load_embed(results_dir: Path, name: str = "embed-L4") -> BenchRun:
     return BenchRun(name, _command("embed", data["args"]), data["args"], machine, [table])
 
 
+@dataclass(frozen=True)
+class SoloRun:
+    """A report of ours alone (``--peers ours``), re-measured after an engine change: no peer to compare with, so only
+    its time and its rate against the matmul rate of the same run."""
+
+    name: str  # file stem in bench/results
+    command: str
+    machine: str
+    matmul: str  # "float32 matmul 107.5 GFLOP/s"
+    rows: list[tuple[str, str, str]]  # (workload, time in s, executed FLOPs / time / matmul rate)
+
+
+# The reports of ours alone, and the commands that wrote them (their .txt does not record its arguments).
+SOLO_COMMANDS = {
+    "rerank-L28-ours-fp32": "python bench/rerank.py --layers 28 --peers ours --dtype float32 --repeat 2",
+    "embed-L28-ours-fp32": "python bench/embed.py --layers 28 --documents 150 --queries 50 --peers ours "
+    "--dtype float32 --repeat 2",
+}
+
+
+def load_solo_runs(results_dir: Path = RESULTS_DIR) -> list[SoloRun]:
+    runs = []
+    for name, command in SOLO_COMMANDS.items():
+        report = (results_dir / f"{name}.txt").read_text()
+        workloads = re.findall(r"^Workload (\w+ \([^)]*\))", report, flags=re.MULTILINE) or [
+            _report_line(report, r"^workload: (\d+ documents [^;]*\+ \d+ queries)", name).group(1)
+        ]
+        times = re.findall(r"^ours +\S+ +\S+ +([\d.]+) ", report, flags=re.MULTILINE)
+        rates = re.findall(r"executed FLOPs / time / matmul rate = ([\d.]+%)", report)
+        if not len(workloads) == len(times) == len(rates):
+            raise ValueError(
+                f"bench/results/{name}.txt: {len(workloads)} workloads, {len(times)} times of ours and "
+                f"{len(rates)} rates; rerun the benchmark."
+            )
+        machine = _report_line(report, r"^machine: (.*?); torch", name).group(1)
+        matmul = _report_line(report, r"^=== every peer in \S+; (.* GFLOP/s)", name).group(1)
+        runs.append(SoloRun(name, command, machine, matmul, list(zip(workloads, times, rates, strict=True))))
+    return runs
+
+
+def solo_runs_markdown(runs: Sequence[SoloRun]) -> str:
+    lines = [
+        "## Ours alone, re-measured",
+        "",
+        "After later engine changes, ours was re-run alone at 28 layers (no peers in these runs, so no ×; the tables "
+        "above give the peers' times on the same machine kind).",
+        "",
+        "| report | machine | matmul rate (same run) | workload | time (s) | executed FLOPs / time / matmul rate |",
+        "|---|---|---|---|---:|---:|",
+    ]
+    for run in runs:
+        for workload, seconds, rate in run.rows:
+            lines.append(f"| `{run.name}` | {run.machine} | {run.matmul} | {workload} | {seconds} | **{rate}** |")
+    commands = "\n".join(f"{run.command}    # report: bench/results/{run.name}.txt" for run in runs)
+    return "\n".join([*lines, "", "```bash", commands, "```"])
+
+
 def draw_benchmarks(runs: Sequence[BenchRun], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -454,13 +511,15 @@ def _table_markdown(table: BenchTable) -> str:
     return "\n".join([f"### {table.title}", "", table.facts + ".", "", *lines, "", footer])
 
 
-def benchmarks_markdown(runs: Sequence[BenchRun]) -> str:
+def benchmarks_markdown(runs: Sequence[BenchRun], solo_runs: Sequence[SoloRun] = ()) -> str:
     commands = "\n".join(f"{run.command}    # report: bench/results/{run.name}.txt" for run in runs)
     machines = "\n".join(f"- `{run.name}`: {run.machine}" for run in runs)
     repeats = sorted({run.args["repeat"] for run in runs})
     timing = "once" if repeats == ["1"] else f"{' / '.join(repeats)} times (the median is shown)"
     sections = [BENCH_INTRO.format(commands=commands, machines=machines, timing=timing)]
     sections += [_table_markdown(t) for run in runs for t in run.tables]
+    if solo_runs:
+        sections.append(solo_runs_markdown(solo_runs))
     sections.append(BENCH_NOTES)
     return "\n\n".join(sections) + "\n"
 
@@ -535,7 +594,7 @@ def write_all(docs_dir: Path = DOCS_DIR, results_dir: Path = RESULTS_DIR) -> lis
     paths = [img / "pack-attention.png", img / "benchmarks.png", docs_dir / "benchmarks.md"]
     draw_pack_attention(build_example_pack(), paths[0])
     draw_benchmarks(runs, paths[1])
-    paths[2].write_text(benchmarks_markdown(runs), encoding="utf-8")
+    paths[2].write_text(benchmarks_markdown(runs, load_solo_runs(results_dir)), encoding="utf-8")
     return paths
 
 

@@ -125,3 +125,17 @@ def test_figures_and_benchmarks_page_are_written(figures, example, tmp_path):
         assert f"### {table.title}" in page
         for peer in table.peers:
             assert f"| {peer['peer']} | {table.rate(peer):.1f} |" in page
+
+
+def test_the_benchmarks_page_is_what_the_results_generate(figures):
+    """docs/benchmarks.md is generated: a change belongs in bench/results or docs/figures.py, never in the page."""
+    page = figures.benchmarks_markdown(figures.load_runs(), figures.load_solo_runs())
+    assert (figures.DOCS_DIR / "benchmarks.md").read_text(encoding="utf-8") == page
+
+
+def test_a_solo_report_without_its_rate_is_refused(figures, tmp_path):
+    for name in figures.SOLO_COMMANDS:
+        report = (figures.RESULTS_DIR / f"{name}.txt").read_text()
+        (tmp_path / f"{name}.txt").write_text(report.replace("executed FLOPs / time / matmul rate", "rate"))
+    with pytest.raises(ValueError, match=r"rerank-L28-ours-fp32\.txt: 2 workloads, 2 times of ours and 0 rates"):
+        figures.load_solo_runs(tmp_path)
