@@ -211,6 +211,22 @@ def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def parse_with_peers(
+    parser: argparse.ArgumentParser, peer_order: Sequence[str], argv: list[str] | None
+) -> argparse.Namespace:
+    """Parse with a ``--peers`` option; ``args.peers`` comes back in table order, ours always among them."""
+    parser.add_argument(
+        "--peers",
+        nargs="+",
+        choices=peer_order,
+        default=list(peer_order),
+        help="peers to run (ours always runs; the report names the |Δ| reference)",
+    )
+    args = parser.parse_args(argv)
+    args.peers = [name for name in peer_order if name in {*args.peers, "ours"}]
+    return args
+
+
 def bench_dtypes(choice: str | None) -> list[str]:
     """The dtypes to run, fp32 first: its first peer is the |Δ| reference of every dtype."""
     if choice is None:

@@ -45,6 +45,7 @@ from common import (
     make_workload,
     matmul_gflops,
     measure,
+    parse_with_peers,
     random_checkpoint,
     readout_only_savings,
     release_memory,
@@ -130,16 +131,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--json", type=Path, default=None, help="also write the results to this JSON file (<stem>-bfloat16.json too)"
     )
     add_dtype_argument(parser)
-    parser.add_argument(
-        "--peers",
-        nargs="+",
-        choices=PEER_ORDER,
-        default=list(PEER_ORDER),
-        help="peers to run (ours always runs; the first of them in table order, in fp32, is the |Δ| reference)",
-    )
-    args = parser.parse_args(argv)
-    args.peers = [name for name in PEER_ORDER if name in {*args.peers, "ours"}]
-    return args
+    return parse_with_peers(parser, PEER_ORDER, argv)
 
 
 def main(argv: list[str] | None = None) -> None:
