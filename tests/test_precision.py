@@ -91,3 +91,29 @@ def test_loading_logs_the_choice_and_meta_shows_it(reranker_paths, monkeypatch, 
         f"{path}: bfloat16 on cpu (default on a CPU with AMX (native bf16 matmul); dtype='float32' for the exact path)"
     ]
     assert engine.score_with_meta("q", ["d"]).meta.dtype == "bfloat16"
+
+
+@pytest.mark.parametrize(("setting", "reduced"), [("highest", None), ("high", "tf32"), ("medium", "bf16")])
+def test_a_reduced_fp32_matmul_precision_is_warned_about_at_load(reranker_paths, caplog, setting, reduced):
+    """torch's global switch lets oneDNN (AMX) or cuBLAS compute fp32 products in tf32/bf16: the exact path is gone,
+    and loading in fp32 says so and how to get it back; bf16 loads need no warning."""
+    path = str(reranker_paths["tied"])
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(setting)
+    try:
+        assert placement.reduced_fp32_matmul(torch.device("cpu")) == reduced
+        with caplog.at_level(logging.WARNING, logger="qwen3_rag_components.engine.loading"):
+            Qwen3RerankEngine.from_pretrained(path, device="cpu", dtype="bfloat16")
+            assert not caplog.records
+            Qwen3RerankEngine.from_pretrained(path, device="cpu", dtype="float32")
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    warnings = [record.getMessage() for record in caplog.records]
+    if reduced is None:
+        assert warnings == []
+    else:
+        assert warnings == [
+            f"{path}: torch's fp32 matmul precision is {reduced!r}, so fp32 matrix products may run in {reduced} where "
+            "the hardware has it and scores and vectors may leave the 1e-5 bound of the official fp32 code; "
+            "torch.set_float32_matmul_precision('highest') restores the exact path."
+        ]

@@ -9,10 +9,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .meta import dtype_name
-from .placement import choose_dtype
+from .placement import choose_dtype, reduced_fp32_matmul
 
 if TYPE_CHECKING:
     from .options import LoadSpec
@@ -32,6 +33,15 @@ def load_qwen3(auto_class: type, spec: LoadSpec) -> tuple[PreTrainedModel, PreTr
     name = spec.model
     why = choose_dtype(asked_dtype, spec.device)[1]
     logger.info("%s: %s on %s (%s)", name, dtype_name(spec.dtype), spec.device, why)
+    if spec.dtype == torch.float32 and (precision := reduced_fp32_matmul(spec.device)):
+        logger.warning(
+            "%s: torch's fp32 matmul precision is %r, so fp32 matrix products may run in %s where the hardware has it "
+            "and scores and vectors may leave the 1e-5 bound of the official fp32 code; "
+            "torch.set_float32_matmul_precision('highest') restores the exact path.",
+            name,
+            precision,
+            precision,
+        )
     hub: dict[str, Any] = {
         "local_files_only": spec.local_files_only,
         "revision": spec.revision,

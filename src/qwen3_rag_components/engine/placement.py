@@ -79,5 +79,15 @@ def choose_dtype(dtype: str | torch.dtype | None, device: torch.device) -> tuple
     return torch.float32, f"default on {device.type} without native bf16 matmul"
 
 
+def reduced_fp32_matmul(device: torch.device) -> str | None:
+    """The reduced precision ("tf32", "bf16") that torch's global settings allow for fp32 matrix products on
+    ``device``'s backend (``torch.set_float32_matmul_precision("high")`` or ``"medium"``, or
+    ``torch.backends.*.fp32_precision``), or None where they run in fp32 ("ieee"). Where the hardware has the reduced
+    format, fp32 results then leave the 1e-5 bound."""
+    backend = torch.backends.cuda if device.type == "cuda" else torch.backends.mkldnn
+    precision = backend.matmul.fp32_precision  # "none" inherits, and the getter resolves it
+    return None if precision in ("ieee", "none") else precision
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     return choose_dtype(dtype, device)[0]
