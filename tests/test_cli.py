@@ -21,7 +21,7 @@ import pytest
 import qwen3_rag_components
 from qwen3_rag_components import Qwen3RerankEngine, cli
 
-from .fresh import in_fresh_process
+from .fresh import in_fresh_process, numeric_state
 
 QUERY = "What is the capital of China?"
 INSTRUCTION = "Given a question, find the passage that answers it"
@@ -72,7 +72,7 @@ def expected(reranker_paths: dict[str, Path], embedder_paths: dict[str, Path]) -
     the same bits (the reproducibility docs/fidelity.md promises)."""
     untied, tied = str(reranker_paths["untied"]), str(reranker_paths["tied"])
     query_options = {"instruction": INSTRUCTION, "dimensions": 16, "normalize": False}
-    results = in_fresh_process(
+    results, state = in_fresh_process(
         ("embed", str(embedder_paths["base"]), "embed_queries", (DOCUMENTS,), query_options),
         ("rerank", tied, "score", (QUERY, DOCUMENTS), {"instruction": INSTRUCTION}),
         ("rerank", untied, "score", (QUERY, DOCUMENTS), {}),
@@ -80,7 +80,7 @@ def expected(reranker_paths: dict[str, Path], embedder_paths: dict[str, Path]) -
         ("embed", str(embedder_paths["base"]), "embed_documents", (DOCUMENTS,), {}),
     )
     names = ["queries", "tied, instruction", "untied", "tied", "documents"]
-    return dict(zip(names, results, strict=True))
+    return {**dict(zip(names, results, strict=True)), "state": state}
 
 
 def test_this_process_stays_within_the_documented_bound(reranker_paths, expected):
@@ -88,7 +88,15 @@ def test_this_process_stays_within_the_documented_bound(reranker_paths, expected
     engine = Qwen3RerankEngine.from_pretrained(str(reranker_paths["untied"]), device="cpu")
     scores = engine.score(QUERY, DOCUMENTS)
     assert engine.score(QUERY, DOCUMENTS) == scores  # repeated in one process: the same bits
-    assert max(abs(a - b) for a, b in zip(scores, expected["untied"], strict=True)) <= 1e-5
+    delta = max(abs(a - b) for a, b in zip(scores, expected["untied"], strict=True))
+    here, there = numeric_state(), expected["state"]
+    differences = {key: (here[key], there[key]) for key in here if here[key] != there[key]}
+    assert delta <= 1e-5, f"|Δ| {delta:.1e} from a fresh process; global state here vs there: {differences}"
+
+
+def test_no_earlier_test_left_global_numeric_state_behind(expected):
+    """Thread counts, precision switches and math-library variables here, after many tests, are a fresh process's."""
+    assert numeric_state() == expected["state"]
 
 
 # --- rerank ---------------------------------------------------------------------------------------------------------
