@@ -11,7 +11,6 @@ import random
 import re
 import resource
 import statistics
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import torch
 
 from qwen3_rag_components.engine.forward import trim_heap
 from qwen3_rag_components.engine.placement import cpu_has_native_bf16
-from qwen3_rag_components.engine.scheduler import WORKER_THREAD_PREFIX
+from qwen3_rag_components.engine.scheduler import join_workers
 from qwen3_rag_components.testing import QWEN3_0_6B, write_embedding_checkpoint, write_reranker_checkpoint
 
 T = TypeVar("T")
@@ -149,8 +148,7 @@ def peak_rss_mb() -> float:
 def release_memory() -> None:
     """Collect garbage and hand freed heap back to the OS, so the next peer's RSS does not carry the previous one's.
     An engine's pack worker outlives its caller's last pack by a moment (its workspace too): wait for it to leave."""
-    while any(thread.name.startswith(WORKER_THREAD_PREFIX) for thread in threading.enumerate()):
-        time.sleep(0.01)
+    join_workers()
     gc.collect()
     trim_heap()
 

@@ -16,7 +16,7 @@ def numeric_state() -> dict[str, Any]:
     """What a process's fp32 numbers may depend on besides its inputs: torch's global switches, its thread counts, the
     vector instruction set ATen dispatches to, and the environment variables of the math libraries. Shown when this
     process and a fresh one disagree, so that the difference names its cause."""
-    import os
+    import os  # imported here: the fresh process runs this function's source on its own
 
     import torch
 

@@ -98,7 +98,8 @@ def test_a_reduced_fp32_matmul_precision_is_warned_about_at_load(reranker_paths,
     """torch's global switch lets oneDNN (AMX) or cuBLAS compute fp32 products in tf32/bf16: the exact path is gone,
     and loading in fp32 says so and how to get it back; bf16 loads need no warning."""
     path = str(reranker_paths["tied"])
-    previous = torch.get_float32_matmul_precision()
+    matmul = (torch.backends.mkldnn.matmul, torch.backends.cuda.matmul)
+    previous = torch.get_float32_matmul_precision(), [backend.fp32_precision for backend in matmul]
     torch.set_float32_matmul_precision(setting)
     try:
         assert placement.reduced_fp32_matmul(torch.device("cpu")) == reduced
@@ -106,14 +107,16 @@ def test_a_reduced_fp32_matmul_precision_is_warned_about_at_load(reranker_paths,
             Qwen3RerankEngine.from_pretrained(path, device="cpu", dtype="bfloat16")
             assert not caplog.records
             Qwen3RerankEngine.from_pretrained(path, device="cpu", dtype="float32")
-    finally:
-        torch.set_float32_matmul_precision(previous)
+    finally:  # both APIs as they were: the legacy setter leaves the per-backend values explicit ("ieee", not "none")
+        torch.set_float32_matmul_precision(previous[0])
+        for backend, precision in zip(matmul, previous[1], strict=True):
+            backend.fp32_precision = precision
     warnings = [record.getMessage() for record in caplog.records]
     if reduced is None:
         assert warnings == []
     else:
         assert warnings == [
-            f"{path}: torch's fp32 matmul precision is {reduced!r}, so fp32 matrix products may run in {reduced} where "
-            "the hardware has it and scores and vectors may leave the 1e-5 bound of the official fp32 code; "
+            f"{path}: torch's fp32 matmul precision is {reduced!r}: fp32 matrix products may run in that format where "
+            "the hardware has it, and scores and vectors may leave the 1e-5 bound of the official fp32 code; "
             "torch.set_float32_matmul_precision('highest') restores the exact path."
         ]

@@ -16,7 +16,7 @@ import torch
 
 import qwen3_rag_components.engine.forward as forward_module
 from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
-from qwen3_rag_components.engine.scheduler import WORKER_THREAD_PREFIX, Job, PackScheduler
+from qwen3_rag_components.engine.scheduler import Job, PackScheduler, join_workers
 
 from .texts import random_documents
 
@@ -161,9 +161,7 @@ def test_the_worker_trims_the_heap_after_each_cpu_pack(reranker, monkeypatch):
     monkeypatch.setattr(forward_module, "trim_heap", lambda: packs_before_trim.append(len(spy.packs)))
     query, documents = jobs(1, 12, seed=6)[0]
     reranker.with_options(max_docs_per_pack=4).score(query, documents)
-    for thread in threading.enumerate():  # the worker trims after handing over the last pack's rows
-        if thread.name.startswith(WORKER_THREAD_PREFIX):
-            thread.join(timeout=30)
+    join_workers(timeout=30)  # the worker trims after handing over the last pack's rows
     assert packs_before_trim == [1, 2, 3]
 
 

@@ -35,11 +35,10 @@ def load_qwen3(auto_class: type, spec: LoadSpec) -> tuple[PreTrainedModel, PreTr
     logger.info("%s: %s on %s (%s)", name, dtype_name(spec.dtype), spec.device, why)
     if spec.dtype == torch.float32 and (precision := reduced_fp32_matmul(spec.device)):
         logger.warning(
-            "%s: torch's fp32 matmul precision is %r, so fp32 matrix products may run in %s where the hardware has it "
-            "and scores and vectors may leave the 1e-5 bound of the official fp32 code; "
+            "%s: torch's fp32 matmul precision is %r: fp32 matrix products may run in that format where the hardware "
+            "has it, and scores and vectors may leave the 1e-5 bound of the official fp32 code; "
             "torch.set_float32_matmul_precision('highest') restores the exact path.",
             name,
-            precision,
             precision,
         )
     hub: dict[str, Any] = {

@@ -40,6 +40,15 @@ logger = logging.getLogger(__name__)
 
 WORKER_THREAD_PREFIX = "qwen3-rag-packs-"  # a worker thread's name: this prefix, then its device
 
+
+def join_workers(timeout: float | None = None) -> None:
+    """Wait for every engine's pack workers to leave. A worker outlives its callers' last pack by a moment (it hands
+    the rows over, then trims the heap and drops its workspace); with no call queued, none starts again."""
+    for thread in threading.enumerate():
+        if thread.name.startswith(WORKER_THREAD_PREFIX):
+            thread.join(timeout)
+
+
 _device_slots: dict[str, threading.BoundedSemaphore] = {}
 _device_packs: dict[str, int] = {}
 _slots_lock = threading.Lock()
