@@ -16,10 +16,13 @@ the padding of shorter rows. No structure of a pack grows with ``T**2``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+
+# (out, lse, prefix_out, prefix_lse) -> None: the prefix part added to the own part in place
+Merge = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 # A bucket closes when the next (longer) row exceeds its first row by this factor plus slack, which bounds the padded
 # share of a bucket while keeping the number of attention calls per layer small.
@@ -170,12 +173,14 @@ def packed_attention(
     lse: torch.Tensor,
     scratch: torch.Tensor,
     query_chunk: int,
+    merge: Merge | None = None,
 ) -> None:
     """Attention of every query of ``plan``, written into ``out`` [T + 1, H * D] (row T takes the buckets' padding);
     ``lse`` [T + 1, H] fp32 is overwritten with the own part's log-sum-exp. q: [T, H, D], k/v: [T, Hkv, D], rotary
     applied. Buckets gather into ``scratch`` (1-D, at least :func:`workspace_size` elements), which a pack allocates
     once for all its layers; prefix parts take ``query_chunk`` queries at a time, which bounds the output the kernel
-    allocates per call."""
+    allocates per call. ``merge`` adds a prefix part to an own part (:func:`merge_states` unless given)."""
+    merge = merge or merge_states
     num_tokens, num_heads, head_dim = q.shape
     out3 = out.view(num_tokens + 1, num_heads, head_dim)
     for b in plan.buckets:
@@ -190,22 +195,33 @@ def packed_attention(
         vp = v[part.prefix].transpose(0, 1)[None]
         if isinstance(part.queries, torch.Tensor):  # last tokens only: few, gathered
             merged = out3[part.queries]
-            merge_prefix(merged, lse[part.queries], q[part.queries], kp, vp, scale)
+            merge_prefix(merged, lse[part.queries], q[part.queries], kp, vp, scale, merge)
             out3.index_copy_(0, part.queries, merged)
             continue
         for start in range(part.queries.start, part.queries.stop, query_chunk):
             rows = slice(start, min(start + query_chunk, part.queries.stop))
-            merge_prefix(out3[rows], lse[rows], q[rows], kp, vp, scale)
+            merge_prefix(out3[rows], lse[rows], q[rows], kp, vp, scale, merge)
 
 
 def merge_prefix(
-    out: torch.Tensor, lse: torch.Tensor, q: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor, scale: float
+    out: torch.Tensor,
+    lse: torch.Tensor,
+    q: torch.Tensor,
+    kp: torch.Tensor,
+    vp: torch.Tensor,
+    scale: float,
+    merge: Merge,
 ) -> None:
     """Add the prefix part to the own part ``out`` [n, H, D] (log-sum-exp ``lse`` [n, H]), in place.
     q: [n, H, D]; kp, vp: [1, Hkv, P, D]."""
     prefix_out, prefix_lse = attend(q.transpose(0, 1)[None], kp, vp, scale)  # [1, H, n, D], [1, H, n]
-    share = torch.sigmoid(prefix_lse[0].t() - lse)[..., None]  # [n, H, 1] the prefix's share of the softmax mass
-    prefix_out = prefix_out[0].transpose(0, 1)  # [n, H, D]
+    merge(out, lse, prefix_out[0].transpose(0, 1), prefix_lse[0].t())
+
+
+def merge_states(out: torch.Tensor, lse: torch.Tensor, prefix_out: torch.Tensor, prefix_lse: torch.Tensor) -> None:
+    """``out`` [n, H, D] (log-sum-exp ``lse`` [n, H]) merged in place with ``prefix_out`` (``prefix_lse``), each
+    weighted by its share of the softmax mass."""
+    share = torch.sigmoid(prefix_lse - lse)[..., None]  # [n, H, 1] the prefix's share
     if out.dtype == share.dtype:
         out.lerp_(prefix_out, share)
     else:  # merged in fp32, rounded once

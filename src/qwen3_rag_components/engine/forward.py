@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 
-from .attention import AttentionPlan, PrefixPart, Row, build_plan, packed_attention, workspace_size
+from .attention import AttentionPlan, PrefixPart, Row, build_plan, merge_states, packed_attention, workspace_size
+from .fused import fused_steps
 
 
 @dataclass
@@ -134,6 +135,27 @@ def rope(
     return out
 
 
+class EagerSteps:
+    """The per-token steps with Qwen3's own arithmetic (fp32's exact path), into the pack's scratch; the same methods
+    as :class:`.fused.FusedSteps`."""
+
+    def __init__(self, squares: torch.Tensor, products: torch.Tensor) -> None:
+        self.squares, self.products = squares, products
+
+    def norm(self, norm: torch.nn.Module, x: torch.Tensor, out: torch.Tensor) -> None:
+        rms_norm(norm, x, out, self.squares)
+
+    def norm_rope(
+        self, norm: torch.nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor
+    ) -> None:
+        rope(rms_norm(norm, x, x, self.squares), cos, sin, out, self.products)
+
+    def swiglu(self, gate: torch.Tensor, up: torch.Tensor) -> None:
+        F.silu(gate, inplace=True).mul_(up)
+
+    merge = staticmethod(merge_states)
+
+
 class Workspace:
     """A pack's buffers, carved from one allocation that its owner keeps from pack to pack.
 
@@ -242,11 +264,13 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
     cos, sin = model.rotary_emb(x, inputs.position_ids[None])  # [1, T, D] each
     cos, sin = cos[0], sin[0]
 
+    steps = fused_steps(model) or EagerSteps(squares, products)
+
     def keys_and_values(layer: torch.nn.Module, c: slice, n: int) -> None:
         attn = layer.self_attn
-        rms_norm(layer.input_layernorm, x[c], h[:n], squares)
+        steps.norm(layer.input_layernorm, x[c], h[:n])
         kc = project(attn.k_proj, h[:n], out=k_chunk[:n].view(n, -1)).view(n, kv_heads, head_dim)
-        rope(rms_norm(attn.k_norm, kc, kc, squares), cos[c], sin[c], k[c], products)
+        steps.norm_rope(attn.k_norm, kc, cos[c], sin[c], k[c])
         project(attn.v_proj, h[:n], out=v[c].view(n, -1))
 
     *layers, last = model.layers
@@ -256,14 +280,14 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
             n = len(x[c])
             keys_and_values(layer, c, n)
             qc = project(attn.q_proj, h[:n], out=q_chunk[:n].view(n, -1)).view(n, heads, head_dim)
-            rope(rms_norm(attn.q_norm, qc, qc, squares), cos[c], sin[c], q[c], products)
-        packed_attention(q, k, v, inputs.plan, attn.scaling, attention_rows, attention_lse, scratch, width)
+            steps.norm_rope(attn.q_norm, qc, cos[c], sin[c], q[c])
+        packed_attention(q, k, v, inputs.plan, attn.scaling, attention_rows, attention_lse, scratch, width, steps.merge)
         for c in chunks:
             n = len(x[c])
             x[c] += project(attn.o_proj, attended[c], out=added[:n])
-            rms_norm(layer.post_attention_layernorm, x[c], h[:n], squares)
-            g = F.silu(project(mlp.gate_proj, h[:n], out=gate[:n]), inplace=True)
-            g.mul_(project(mlp.up_proj, h[:n], out=up[:n]))
+            steps.norm(layer.post_attention_layernorm, x[c], h[:n])
+            g = project(mlp.gate_proj, h[:n], out=gate[:n])
+            steps.swiglu(g, project(mlp.up_proj, h[:n], out=up[:n]))
             x[c] += project(mlp.down_proj, g, out=added[:n])
     attn, r = last.self_attn, inputs.readout
     for c in chunks:
@@ -271,7 +295,9 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
     h = last.input_layernorm(x[r])  # [R, C]
     qr = attn.q_norm(attn.q_proj(h).view(len(r), heads, -1))  # [R, H, D]
     q[r] = rope(qr, cos[r], sin[r], torch.empty_like(qr), products)  # other rows: never read
-    packed_attention(q, k, v, inputs.readout_plan, attn.scaling, attention_rows, attention_lse, scratch, width)
+    packed_attention(
+        q, k, v, inputs.readout_plan, attn.scaling, attention_rows, attention_lse, scratch, width, steps.merge
+    )
     x = x[r] + attn.o_proj(attended[r])  # [R, C]
     x = x + last.mlp(last.post_attention_layernorm(x))
     return model.norm(x)
