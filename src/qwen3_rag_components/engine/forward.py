@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 
 from .attention import AttentionPlan, PrefixPart, Row, build_plan, merge_states, packed_attention, workspace_size
-from .fused import fused_steps
+from .fused import compile_once, fused_steps
 
 
 @dataclass
@@ -301,6 +301,15 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
     x = x[r] + attn.o_proj(attended[r])  # [R, C]
     x = x + last.mlp(last.post_attention_layernorm(x))
     return model.norm(x)
+
+
+def compile_steps(model: Qwen3Model) -> None:
+    """Where the fused steps apply (bf16, fp16), compile them now, on a tiny pack laid out as real ones are: prefixes
+    with two items and with one (reranking; one readout is a size of its own to the compiler), and a row without a
+    prefix (embedding)."""
+    segments = [([1, 2, 3], [[4, 5], [6, 7, 8, 9]]), ([1, 2, 3], [[10, 11]]), ((), [[12, 13, 14]])]
+    device = model.embed_tokens.weight.device
+    compile_once(model, lambda: packed_hidden_states(model, build_pack_inputs(segments, device)))
 
 
 @dataclass

@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -87,22 +88,6 @@ class FusedSteps:
     def merge(self, out: torch.Tensor, lse: torch.Tensor, prefix_out: torch.Tensor, prefix_lse: torch.Tensor) -> None:
         self._merge(*_token_dynamic(out, lse, prefix_out, prefix_lse))
 
-    def warm_up(self, model: torch.nn.Module) -> None:
-        """Compile every step for ``model``'s shapes, dtype and device, on a few tokens."""
-        config, weight = model.config, model.embed_tokens.weight
-        heads, head_dim, tokens = config.num_attention_heads, config.head_dim, 8
-
-        def empty(*shape: int, dtype: torch.dtype = weight.dtype) -> torch.Tensor:
-            return torch.zeros(*shape, dtype=dtype, device=weight.device)
-
-        layer = model.layers[0]
-        hidden, heads_out = empty(tokens, config.hidden_size), empty(tokens, heads, head_dim)
-        self.norm(layer.input_layernorm, hidden, empty(tokens, config.hidden_size))
-        self.norm_rope(layer.self_attn.q_norm, heads_out, empty(tokens, head_dim), empty(tokens, head_dim), heads_out)
-        self.swiglu(empty(tokens, config.intermediate_size), empty(tokens, config.intermediate_size))
-        lse = empty(tokens, heads, dtype=torch.float32)
-        self.merge(heads_out, lse, empty(heads, tokens, head_dim).transpose(0, 1), lse)
-
 
 def _token_dynamic(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     for tensor in tensors:
@@ -110,47 +95,52 @@ def _token_dynamic(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tensors
 
 
-_lock = threading.Lock()
-_prepared: dict[tuple[torch.dtype, str], FusedSteps | None] = {}
+_lock = threading.RLock()  # compile_once holds it while its pack asks fused_steps for the steps
+_steps: dict[tuple[torch.dtype, str], FusedSteps | None] = {}  # None: compiling failed there
+_compiled: set[tuple[torch.dtype, str]] = set()
 
 
 def fused_steps(model: torch.nn.Module) -> FusedSteps | None:
-    """The compiled steps for ``model``'s dtype and device, compiled at the first call (logged with its time); None
-    where the eager steps run: fp32, ``$QWEN3_RAG_COMPILE=0``, or compiling failed (warned once)."""
+    """The compiled steps for ``model``'s dtype and device type; None where the eager steps run: fp32,
+    ``$QWEN3_RAG_COMPILE=0``, or compiling failed there (see :func:`compile_once`)."""
     weight = model.embed_tokens.weight
     if weight.dtype == torch.float32 or os.environ.get(COMPILE_VARIABLE, "1") == "0":
         return None
+    with _lock:
+        return _steps.setdefault((weight.dtype, weight.device.type), FusedSteps())
+
+
+def compile_once(model: torch.nn.Module, run_pack: Callable[[], object]) -> None:
+    """Compile ``model``'s steps now, the first time its dtype and device type are seen, by running ``run_pack`` (a
+    tiny pack through them), and log the time it took. Should compiling fail, the eager steps run from then on, with
+    one warning."""
+    weight = model.embed_tokens.weight
     key = (weight.dtype, weight.device.type)
     with _lock:
-        if key not in _prepared:
-            _prepared[key] = _compile(model)
-        return _prepared[key]
-
-
-def _compile(model: torch.nn.Module) -> FusedSteps | None:
-    weight = model.embed_tokens.weight
-    where = f"{str(weight.dtype).removeprefix('torch.')} on {weight.device.type}"
-    start = time.perf_counter()
-    try:
-        steps = FusedSteps()
-        steps.warm_up(model)
-    except Exception as error:  # any failure of the compiler stack means: run eagerly
-        logger.warning(
-            "torch.compile of the per-token steps failed for %s (%s: %s); running them eagerly, which is slower "
-            "but gives the same results. Set %s=0 to skip the attempt.",
-            where,
-            type(error).__name__,
-            _first_line(error),
-            COMPILE_VARIABLE,
-        )
-        return None
+        if fused_steps(model) is None or key in _compiled:
+            return
+        _compiled.add(key)
+        where = f"{str(weight.dtype).removeprefix('torch.')} on {weight.device.type}"
+        start = time.perf_counter()
+        try:
+            run_pack()
+        except Exception as error:  # any failure of the compiler stack means: run eagerly
+            _steps[key] = None
+            logger.warning(
+                "torch.compile of the per-token steps failed for %s (%s: %s); running them eagerly, which is slower "
+                "but gives the same results. Set %s=0 to skip the attempt.",
+                where,
+                type(error).__name__,
+                _first_line(error),
+                COMPILE_VARIABLE,
+            )
+            return
     logger.info(
         "compiled the per-token steps for %s in %.1f s (once per process; %s=0 runs them eagerly)",
         where,
         time.perf_counter() - start,
         COMPILE_VARIABLE,
     )
-    return steps
 
 
 def _first_line(error: BaseException) -> str:

@@ -133,6 +133,7 @@ class PackScheduler:
         self._arrivals = 0
         self._packs_run = 0
         self._older_calls_waited = False  # the last pack left out older calls' items to keep new calls' pack short
+        forward.compile_steps(model)  # bf16/fp16: at load, not in the first caller's time
 
     # --- callers ----------------------------------------------------------------------------------------------
 
