@@ -291,6 +291,7 @@ class BenchTable:
 @dataclass(frozen=True)
 class BenchRun:
     name: str  # file stem in bench/results
+    report: str  # stem of the .txt report that the run printed (one report holds every dtype of a run)
     command: str
     args: dict[str, str]  # the run's command-line arguments, as the JSON stores them
     machine: str
@@ -298,12 +299,20 @@ class BenchRun:
 
 
 def load_runs(results_dir: Path = RESULTS_DIR) -> list[BenchRun]:
-    return [
-        load_rerank(results_dir, "rerank-L4"),
-        load_rerank(results_dir, "rerank-L28"),
-        load_embed(results_dir, "embed-L4"),
-        load_embed(results_dir, "embed-L28"),
-    ]
+    """The committed runs; a run on a CPU with native bf16 also wrote ``<name>-bfloat16.json`` (same report)."""
+    runs = []
+    for name in ("rerank-L4", "rerank-L28", "embed-L4", "embed-L28"):
+        loader = load_rerank if name.startswith("rerank") else load_embed
+        runs.append(loader(results_dir, name))
+        if (results_dir / f"{name}-bfloat16.json").exists():
+            runs.append(loader(results_dir, f"{name}-bfloat16", report_name=name))
+    return runs
+
+
+def _dtype_section(report: str, dtype: str) -> str:
+    """The part of a report that one dtype's peers printed (a report of one dtype: all of it)."""
+    sections = re.split(r"^(?==== every peer in )", report, flags=re.MULTILINE)
+    return next((part for part in sections if part.startswith(f"=== every peer in {dtype};")), report)
 
 
 def _report_line(text: str, pattern: str, name: str) -> re.Match[str]:
@@ -351,9 +360,9 @@ def _packs_note(meta: dict[str, Any], useful_tokens: int) -> str:
     )
 
 
-def load_rerank(results_dir: Path, name: str) -> BenchRun:
+def load_rerank(results_dir: Path, name: str, report_name: str | None = None) -> BenchRun:
     data = json.loads((results_dir / f"{name}.json").read_text())
-    report = (results_dir / f"{name}.txt").read_text()
+    report = (results_dir / f"{report_name or name}.txt").read_text()
     layers = int(data["args"]["layers"])
     all_peers = str(["official-vocab", "official-last", "st-crossencoder", "dense-mask-packed", "ours"])
     tables = []
@@ -373,21 +382,24 @@ def load_rerank(results_dir: Path, name: str) -> BenchRun:
                 useful_flops=w["useful_flops"],
                 executed_flops=w["executed_flops"],
                 matmul_gflops=data["matmul_gflops"],
-                note=f"max |Δ| is measured against `{reference}`"
+                note=f"max |Δ| is measured against {_reference(data, reference)}"
                 + ("" if reference == "official-vocab" else NOT_OFFICIAL),
                 packs=_packs_note(next(p["info"] for p in w["peers"] if p["peer"] == "ours"), w["useful_tokens"]),
             )
         )
     machine = _machine(report, name, data)
-    return BenchRun(name, _command("rerank", data["args"], all_peers), data["args"], machine, tables)
+    return BenchRun(
+        name, report_name or name, _command("rerank", data["args"], all_peers), data["args"], machine, tables
+    )
 
 
-def load_embed(results_dir: Path, name: str = "embed-L4") -> BenchRun:
+def load_embed(results_dir: Path, name: str = "embed-L4", report_name: str | None = None) -> BenchRun:
     data = json.loads((results_dir / f"{name}.json").read_text())
-    report = (results_dir / f"{name}.txt").read_text()
+    report = (results_dir / f"{report_name or name}.txt").read_text()
     meta = data["ours_meta"]
     workload = _report_line(report, r"^workload: (.*); useful work ([\d.]+) GFLOP$", name)
-    executed = _report_line(report, r"ours executes ([\d.]+) GFLOP", name)
+    section = _dtype_section(report, data.get("dtype", "float32"))
+    executed = _report_line(section, r"ours executes ([\d.]+) GFLOP", name)
     table = BenchTable(
         title=f"Embed, {data['args']['documents']} documents + {data['args']['queries']} queries, "
         f"{data['args']['layers']} layers, {data.get('dtype', 'float32')}",
@@ -397,12 +409,17 @@ def load_embed(results_dir: Path, name: str = "embed-L4") -> BenchRun:
         useful_flops=float(workload.group(2)) * 1e9,
         executed_flops=float(executed.group(1)) * 1e9,
         matmul_gflops=data["matmul_gflops"],
-        note=f"max |Δ| is over vector components, against `{data['peers'][0]['peer']}`",
+        note=f"max |Δ| is over vector components, against {_reference(data, data['peers'][0]['peer'])}",
         packs=f"Ours ran {meta['documents']['packs']} pack(s) for the documents and {meta['queries']['packs']} for "
         "the queries (no shared prefix: every token is useful work).",
     )
     machine = _machine(report, name, data)
-    return BenchRun(name, _command("embed", data["args"]), data["args"], machine, [table])
+    return BenchRun(name, report_name or name, _command("embed", data["args"]), data["args"], machine, [table])
+
+
+def _reference(data: dict[str, Any], peer: str) -> str:
+    """The |Δ| reference: the first peer of the fp32 run, also for the other dtypes of that run."""
+    return f"`{peer}`" if data.get("dtype", "float32") == "float32" else f"the float32 run's `{peer}`"
 
 
 @dataclass(frozen=True)
@@ -482,9 +499,10 @@ def draw_benchmarks(runs: Sequence[BenchRun], path: Path) -> None:
         ax.tick_params(axis="y", labelsize=9)
     rates = [t.rate(p) for t in tables for p in t.peers]
     threads = "/".join(sorted({run.args["threads"] for run in runs}))
+    dtypes = ", ".join(sorted({t.title.rsplit(", ", 1)[1] for t in tables}))
     axes[-1].set_xscale("log")
     axes[-1].set_xlim(min(rates) / 2, max(rates) * 3.5)
-    axes[-1].set_xlabel(f"throughput (documents or texts per second, log scale; CPU, fp32, {threads} threads)")
+    axes[-1].set_xlabel(f"throughput (documents or texts per second, log scale; CPU, {dtypes}, {threads} threads)")
     fig.suptitle("Same inputs, same process, same thread count: throughput per peer")
     fig.savefig(path, dpi=100, metadata={"Software": None})
 
@@ -512,7 +530,8 @@ def _table_markdown(table: BenchTable) -> str:
 
 
 def benchmarks_markdown(runs: Sequence[BenchRun], solo_runs: Sequence[SoloRun] = ()) -> str:
-    commands = "\n".join(f"{run.command}    # report: bench/results/{run.name}.txt" for run in runs)
+    lines = dict.fromkeys(f"{run.command}    # report: bench/results/{run.report}.txt" for run in runs)
+    commands = "\n".join(lines)  # one line per command: a run on native bf16 wrote both dtypes
     machines = "\n".join(f"- `{run.name}`: {run.machine}" for run in runs)
     repeats = sorted({run.args["repeat"] for run in runs})
     timing = "once" if repeats == ["1"] else f"{' / '.join(repeats)} times (the median is shown)"
@@ -578,8 +597,11 @@ BENCH_NOTES = """\
   `official-vocab` ([batch, length, 151,669] floats) and the dense T×T masks of `dense-mask-packed` are what make their
   peaks high.
 - **max |Δ|** is the largest absolute difference of a score (P(yes)) or vector component from the reference peer named
-  under the table. fp32 throughout; the tests hold the engine to 1e-5 against the official code (see
-  [Fidelity](fidelity.md)).
+  under the table; a bf16 table's reference is the fp32 run's. In fp32 the tests hold the engine to 1e-5 against the
+  official code; the bf16 bounds are in [Fidelity](fidelity.md).
+- **bf16 on a CPU with AMX**: ours computes its per-token steps compiled (one pass each, see
+  [How the engine packs](engine.md)); its compile ran at load, before the warm-up call, so no table includes it. The
+  peers run the transformers modules eagerly, as their libraries do.
 """
 
 
