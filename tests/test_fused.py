@@ -116,7 +116,9 @@ def test_loading_logs_the_compile_time(reranker_paths, monkeypatch, caplog):
     assert record.getMessage().startswith("compiled the per-token steps for bfloat16 on cpu in ")
 
 
-def test_a_failed_compile_runs_the_eager_steps(reranker_paths, monkeypatch, caplog):
+@pytest.mark.parametrize("failing", ["torch.compile", "the compiled code"])
+def test_a_failed_compile_runs_the_eager_steps(reranker_paths, monkeypatch, caplog, failing):
+    """Whether torch.compile refuses at once (an unsupported Python) or at the first run (no C++ compiler)."""
     path, documents = str(reranker_paths["tied"]), random_documents(12, seed=6)
     monkeypatch.setenv(fused.COMPILE_VARIABLE, "0")
     eager_scores = Qwen3RerankEngine.from_pretrained(path, device="cpu", dtype="bfloat16").score("q", documents)
@@ -127,7 +129,10 @@ def test_a_failed_compile_runs_the_eager_steps(reranker_paths, monkeypatch, capl
 
     monkeypatch.setattr(fused, "_steps", {})
     monkeypatch.setattr(fused, "_compiled", set())
-    monkeypatch.setattr(fused.FusedSteps, "norm", no_compiler)
+    if failing == "torch.compile":
+        monkeypatch.setattr(torch, "compile", no_compiler)
+    else:
+        monkeypatch.setattr(fused.FusedSteps, "norm", no_compiler)
     with caplog.at_level(logging.WARNING, logger=fused.__name__):
         engine = Qwen3RerankEngine.from_pretrained(path, device="cpu", dtype="bfloat16")
     [record] = caplog.records

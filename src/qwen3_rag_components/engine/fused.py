@@ -106,8 +106,14 @@ def fused_steps(model: torch.nn.Module) -> FusedSteps | None:
     weight = model.embed_tokens.weight
     if weight.dtype == torch.float32 or os.environ.get(COMPILE_VARIABLE, "1") == "0":
         return None
+    key = (weight.dtype, weight.device.type)
     with _lock:
-        return _steps.setdefault((weight.dtype, weight.device.type), FusedSteps())
+        if key not in _steps:
+            try:
+                _steps[key] = FusedSteps()
+            except Exception as error:  # torch.compile refuses this Python or platform: run eagerly
+                _give_up(key, error)
+        return _steps[key]
 
 
 def compile_once(model: torch.nn.Module, run_pack: Callable[[], object]) -> None:
@@ -120,27 +126,34 @@ def compile_once(model: torch.nn.Module, run_pack: Callable[[], object]) -> None
         if fused_steps(model) is None or key in _compiled:
             return
         _compiled.add(key)
-        where = f"{str(weight.dtype).removeprefix('torch.')} on {weight.device.type}"
         start = time.perf_counter()
         try:
             run_pack()
         except Exception as error:  # any failure of the compiler stack means: run eagerly
-            _steps[key] = None
-            logger.warning(
-                "torch.compile of the per-token steps failed for %s (%s: %s); running them eagerly, which is slower "
-                "but gives the same results. Set %s=0 to skip the attempt.",
-                where,
-                type(error).__name__,
-                _first_line(error),
-                COMPILE_VARIABLE,
-            )
+            _give_up(key, error)
             return
     logger.info(
         "compiled the per-token steps for %s in %.1f s (once per process; %s=0 runs them eagerly)",
-        where,
+        _where(key),
         time.perf_counter() - start,
         COMPILE_VARIABLE,
     )
+
+
+def _give_up(key: tuple[torch.dtype, str], error: Exception) -> None:
+    _steps[key] = None
+    logger.warning(
+        "torch.compile of the per-token steps failed for %s (%s: %s); running them eagerly, which is slower but "
+        "gives the same results. Set %s=0 to skip the attempt.",
+        _where(key),
+        type(error).__name__,
+        _first_line(error),
+        COMPILE_VARIABLE,
+    )
+
+
+def _where(key: tuple[torch.dtype, str]) -> str:
+    return f"{str(key[0]).removeprefix('torch.')} on {key[1]}"
 
 
 def _first_line(error: BaseException) -> str:
