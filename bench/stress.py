@@ -49,21 +49,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--long", type=int, default=2000, help="serving: passages of the long call")
     parser.add_argument("--short", type=int, default=10, help="serving: passages of each short call")
     parser.add_argument("--samples", type=int, default=12, help="serving: short calls made during the long one")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="of both engines; fp32 (the default) must give sequential results within 1e-5, bf16 is only reported",
+    )
     args = parser.parse_args(argv)
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
     reranker_path = random_checkpoint("reranker", args.layers)
-    reranker = Qwen3RerankEngine.from_pretrained(str(reranker_path), device="cpu", local_files_only=True)
-    print(f"{cpu_name()}, torch threads {torch.get_num_threads()}, {args.layers}-layer 0.6B geometry, fp32")
+    reranker = Qwen3RerankEngine.from_pretrained(
+        str(reranker_path), device="cpu", dtype=args.dtype, local_files_only=True
+    )
+    print(f"{cpu_name()}, torch threads {torch.get_num_threads()}, {args.layers}-layer 0.6B geometry, {args.dtype}")
     if not args.skip_mixed:
         embedder_path = random_checkpoint("embedder", args.layers)
-        embedder = Qwen3EmbedEngine.from_pretrained(str(embedder_path), device="cpu", local_files_only=True)
-        mixed_calls(reranker, embedder, args.calls, args.threads)
+        embedder = Qwen3EmbedEngine.from_pretrained(
+            str(embedder_path), device="cpu", dtype=args.dtype, local_files_only=True
+        )
+        mixed_calls(reranker, embedder, args.calls, args.threads, exact=args.dtype == "float32")
     serving(reranker, args)
 
 
-def mixed_calls(reranker: Qwen3RerankEngine, embedder: Qwen3EmbedEngine, count: int, threads: int) -> None:
+def mixed_calls(reranker: Qwen3RerankEngine, embedder: Qwen3EmbedEngine, count: int, threads: int, exact: bool) -> None:
+    """Every threaded result against the sequential one; ``exact`` (fp32): within 1e-5, else exit 1. In bf16 another
+    pack layout rounds differently, so the distance is only reported."""
     corpus = make_workload(WORKLOADS["S"]).documents
     rng = random.Random(0)
     calls = [(rng.choice(["rerank", "docs", "queries"]), rng.sample(corpus, rng.randint(1, 12))) for _ in range(count)]
@@ -90,7 +102,7 @@ def mixed_calls(reranker: Qwen3RerankEngine, embedder: Qwen3EmbedEngine, count: 
         f"{count} mixed calls: sequential {sequential_s:.1f} s, {threads} threads {threaded_s:.1f} s; "
         f"max |Δ| {worst:.1e}; results differing by > 1e-5: {mismatches}"
     )
-    if mismatches:
+    if mismatches and exact:
         raise SystemExit(1)
 
 
