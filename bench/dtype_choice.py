@@ -11,23 +11,23 @@ leaves the fp32 rate as it is; a cap above what the CPU has changes nothing.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` sits next to this script
 
-from common import WORKLOADS, cpu_flags, cpu_name, make_workload, matmul_gflops, random_checkpoint
+from common import WORKLOADS, cpu_flags, cpu_name, make_workload, matmul_gflops, measure, random_checkpoint
 from qwen3_rag_components import Qwen3RerankEngine
 
 ISAS = ["", "AVX512_CORE_BF16", "AVX512_CORE", "AVX2"]  # "": no cap (AMX where the CPU has it)
 
 
-def measure(layers: int, documents: int, repeat: int) -> str:
+def measure_line(layers: int, documents: int, repeat: int) -> str:
     """One line: both matmul rates and the best-of-``repeat`` rerank time per dtype, in this process."""
     bf16, fp32 = matmul_gflops(torch.bfloat16), matmul_gflops(torch.float32)
     workload = make_workload(WORKLOADS["R"], documents)
@@ -36,12 +36,8 @@ def measure(layers: int, documents: int, repeat: int) -> str:
     for dtype in ("float32", "bfloat16"):
         engine = Qwen3RerankEngine.from_pretrained(path, device="cpu", dtype=dtype, local_files_only=True)
         engine.score(workload.query, workload.documents[:2])  # warm-up
-        best = float("inf")
-        for _ in range(repeat):
-            start = time.perf_counter()
-            engine.score(workload.query, workload.documents)
-            best = min(best, time.perf_counter() - start)
-        seconds[dtype] = best
+        score_all = functools.partial(engine.score, workload.query, workload.documents)
+        seconds[dtype] = min(measure(score_all, repeat).seconds)
     return (
         f"| {os.environ.get('ONEDNN_MAX_CPU_ISA') or 'none'} | {bf16:.0f} | {fp32:.0f} | {bf16 / fp32:.2f} | "
         f"{seconds['float32']:.2f} | {seconds['bfloat16']:.2f} | {seconds['float32'] / seconds['bfloat16']:.2f} |"
@@ -59,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.child:
-        print(measure(args.layers, args.documents, args.repeat))
+        print(measure_line(args.layers, args.documents, args.repeat))
         return
     random_checkpoint("reranker", args.layers)  # written once, before the children race for it
     print(f"machine: {cpu_name()} (flags: {cpu_flags()}); torch {torch.__version__}; threads {args.threads}")

@@ -163,6 +163,16 @@ def attend_reference(
     return out.to(v.dtype), lse
 
 
+def merge_states(out: torch.Tensor, lse: torch.Tensor, prefix_out: torch.Tensor, prefix_lse: torch.Tensor) -> None:
+    """``out`` [n, H, D] (log-sum-exp ``lse`` [n, H]) merged in place with ``prefix_out`` (``prefix_lse``), each
+    weighted by its share of the softmax mass."""
+    share = torch.sigmoid(prefix_lse - lse)[..., None]  # [n, H, 1] the prefix's share
+    if out.dtype == share.dtype:
+        out.lerp_(prefix_out, share)
+    else:  # merged in fp32, rounded once
+        out.copy_(out.float().lerp_(prefix_out.float(), share))
+
+
 def packed_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -173,14 +183,13 @@ def packed_attention(
     lse: torch.Tensor,
     scratch: torch.Tensor,
     query_chunk: int,
-    merge: Merge | None = None,
+    merge: Merge = merge_states,
 ) -> None:
     """Attention of every query of ``plan``, written into ``out`` [T + 1, H * D] (row T takes the buckets' padding);
     ``lse`` [T + 1, H] fp32 is overwritten with the own part's log-sum-exp. q: [T, H, D], k/v: [T, Hkv, D], rotary
     applied. Buckets gather into ``scratch`` (1-D, at least :func:`workspace_size` elements), which a pack allocates
     once for all its layers; prefix parts take ``query_chunk`` queries at a time, which bounds the output the kernel
-    allocates per call. ``merge`` adds a prefix part to an own part (:func:`merge_states` unless given)."""
-    merge = merge or merge_states
+    allocates per call. ``merge`` adds a prefix part to an own part."""
     num_tokens, num_heads, head_dim = q.shape
     out3 = out.view(num_tokens + 1, num_heads, head_dim)
     for b in plan.buckets:
@@ -216,13 +225,3 @@ def merge_prefix(
     q: [n, H, D]; kp, vp: [1, Hkv, P, D]."""
     prefix_out, prefix_lse = attend(q.transpose(0, 1)[None], kp, vp, scale)  # [1, H, n, D], [1, H, n]
     merge(out, lse, prefix_out[0].transpose(0, 1), prefix_lse[0].t())
-
-
-def merge_states(out: torch.Tensor, lse: torch.Tensor, prefix_out: torch.Tensor, prefix_lse: torch.Tensor) -> None:
-    """``out`` [n, H, D] (log-sum-exp ``lse`` [n, H]) merged in place with ``prefix_out`` (``prefix_lse``), each
-    weighted by its share of the softmax mass."""
-    share = torch.sigmoid(prefix_lse - lse)[..., None]  # [n, H, 1] the prefix's share
-    if out.dtype == share.dtype:
-        out.lerp_(prefix_out, share)
-    else:  # merged in fp32, rounded once
-        out.copy_(out.float().lerp_(prefix_out.float(), share))
