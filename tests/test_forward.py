@@ -11,10 +11,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm, apply_rotary_pos_emb
 
 from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
-from qwen3_rag_components.engine import attention
+from qwen3_rag_components.engine import attention, fused
 from qwen3_rag_components.engine import forward as forward_module
 from qwen3_rag_components.engine.attention import packed_attention, workspace_size
 from qwen3_rag_components.engine.forward import Workspace, build_pack_inputs, packed_hidden_states
@@ -157,3 +158,91 @@ def test_norm_and_rotary_are_the_transformers_arithmetic(rows, heads, half_dim, 
     assert torch.equal(rotated, expected_rotated.transpose(0, 1))
     in_place = x.clone()
     assert torch.equal(forward_module.rms_norm(norm, in_place, in_place, squares), expected)  # out may be x
+
+
+BF16_CPU = torch.empty(0, dtype=torch.bfloat16)
+
+
+@given(rows=st.integers(1, 20_000))
+def test_bf16_products_run_on_a_small_set_of_row_counts(rows):
+    """On a CPU in bf16 (oneDNN builds and keeps a kernel per row count) the rows are padded by less than one step:
+    16 up to 64 rows, 64 above; fp32 computes exactly its tokens."""
+    padded = forward_module.padded_rows(BF16_CPU, rows)
+    step = 16 if rows <= 64 else 64
+    assert rows <= padded < rows + step and padded % step == 0
+    assert forward_module.padded_rows(torch.empty(0), rows) == rows
+
+
+def test_row_counts_up_to_a_chunk_are_67():
+    limit = 4096  # the bf16 chunk of the 0.6B geometry (24 MiB / 3072 / 2 bytes)
+    assert len({forward_module.padded_rows(BF16_CPU, rows) for rows in range(1, limit + 1)}) == 4 + 63
+
+
+@given(tokens=st.integers(1, 20_000), chunk_bytes=st.integers(1, 1 << 26), dtype=st.sampled_from(["fp32", "bf16"]))
+def test_chunks_cover_the_rows_with_padded_row_counts(tiny_model, tokens, chunk_bytes, dtype):
+    """Every chunk of a padded pack is itself a padded row count, so no product sees another size."""
+    model = tiny_model[dtype]
+    weight = model.embed_tokens.weight
+    rows = forward_module.padded_rows(weight, tokens)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(forward_module, "CHUNK_BYTES", chunk_bytes)
+        chunks = forward_module.token_chunks(model, rows)
+        limit = forward_module.chunk_tokens(model)
+    assert chunks[0].start == 0 and chunks[-1].stop == rows
+    assert all(a.stop == b.start for a, b in pairwise(chunks))
+    sizes = [c.stop - c.start for c in chunks]
+    assert all(forward_module.padded_rows(weight, size) == size for size in sizes)
+    assert max(sizes) == sizes[0] <= forward_module.padded_rows(weight, limit)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(reranker_model):
+    fp32 = Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu").model
+    bf16 = Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu", dtype="bfloat16").model
+    return {"fp32": fp32, "bf16": bf16}
+
+
+class MatmulRows(TorchDispatchMode):
+    """The row count of every matrix product run under it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: set[int] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm):
+            self.rows.add(args[-2].shape[0])
+        return func(*args, **(kwargs or {}))
+
+
+def test_every_bf16_product_of_a_pack_runs_on_a_padded_row_count(reranker_model, monkeypatch):
+    """Packs of 1, 7 and 40 documents (the last layer's readout rows too) multiply only padded row counts."""
+    monkeypatch.setenv(fused.COMPILE_VARIABLE, "0")  # the same products, without Dynamo under the dispatch mode
+    engine = Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu", dtype="bfloat16")
+    weight = engine.model.embed_tokens.weight
+    prefix = engine.text.plain_ids(["which rows does a product see?"])[0]
+    items = engine.text.plain_ids(random_documents(40, seed=8))
+    with MatmulRows() as seen:  # a dispatch mode sees its own thread only: the pack runs here, not in a scheduler
+        for count in (1, 7, 40):
+            packed_hidden_states(engine.model, build_pack_inputs([(prefix, items[:count])], engine.device, 64))
+    assert {1, 7, 40}.isdisjoint(seen.rows)
+    assert all(forward_module.padded_rows(weight, rows) == rows for rows in seen.rows)
+    assert any(rows > 64 for rows in seen.rows)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=str)
+def test_padding_rows_never_reach_a_result(reranker_model, monkeypatch, dtype):
+    """Padding rows filled with NaN instead of zeros change no bit of a pack's hidden states (fp32: padded on purpose
+    by 40 rows, which it never is by itself)."""
+    engine = Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu", dtype=dtype)
+    if dtype == torch.float32:
+        monkeypatch.setattr(forward_module, "padded_rows", lambda weight, rows: rows + 40)
+    prefix = engine.text.plain_ids(["a query part"])[0]
+    items = engine.text.plain_ids(random_documents(9, seed=4))
+    inputs = build_pack_inputs([(prefix, items)], engine.device, 16)
+    assert forward_module.padded_rows(engine.model.embed_tokens.weight, len(inputs.token_ids)) > len(inputs.token_ids)
+    zeros = packed_hidden_states(engine.model, inputs)
+    monkeypatch.setattr(forward_module, "PADDING_VALUE", float("nan"))
+    nans = packed_hidden_states(engine.model, inputs)
+    assert zeros.shape == (len(items), engine.model.config.hidden_size)
+    assert torch.isfinite(zeros).all() and torch.equal(nans, zeros)

@@ -46,8 +46,10 @@ def expected_steps(dtype: torch.dtype) -> dict[str, tuple[tuple, torch.Tensor]]:
     half = HEAD_DIM // 2
     rotated = torch.cat((-normed[..., half:], normed[..., :half]), dim=-1)
     share = torch.sigmoid(prefix_lse.double() - lse.double())[..., None]
+    added = random(TOKENS, WIDTH, seed=12).to(dtype)
     return {
         "norm": ((norm, x), rms_norm_64(x.double(), norm.weight.double())),
+        "add_norm": ((norm, x, added), rms_norm_64(x.double() + added.double(), norm.weight.double())),
         "norm_rope": ((head_norm, heads, cos, sin), normed * cos.double()[:, None] + rotated * sin.double()[:, None]),
         "swiglu": ((gate,), torch.nn.functional.silu(gate.double()) * up.double()),
         "merge": ((own, lse, prefix, prefix_lse), own.double() * (1 - share) + prefix.double() * share),
@@ -63,13 +65,19 @@ def run_step(steps: object, name: str, inputs: tuple, dtype: torch.dtype) -> tor
         out = inputs[0].clone()
         steps.merge(out, *inputs[1:])
         return out
+    if name == "add_norm":
+        norm, x, added = inputs
+        residual = x.clone()
+        normed = steps.add_norm(norm, residual, added, torch.empty_like(x))
+        assert torch.equal(residual, (x.double() + added.double()).to(x.dtype))  # the sum, rounded once
+        return normed
     out = torch.empty_like(inputs[1])
     getattr(steps, name)(*inputs, out)
     return out
 
 
 @pytest.mark.parametrize("dtype", HALF, ids=str)
-@pytest.mark.parametrize("name", ["norm", "norm_rope", "swiglu", "merge"])
+@pytest.mark.parametrize("name", ["norm", "add_norm", "norm_rope", "swiglu", "merge"])
 def test_each_fused_step_rounds_once(dtype, name):
     """Within half a unit in the last place (plus fp32's own error) of the exact result of its inputs, which the
     eager steps, rounding each intermediate, are not."""

@@ -94,11 +94,32 @@ def chunk_tokens(model: Qwen3Model) -> int:
     return max(1, CHUNK_BYTES // (widest * model.embed_tokens.weight.element_size()))
 
 
-def token_chunks(model: Qwen3Model, num_tokens: int) -> list[slice]:
-    """Equal chunks of the pack's tokens, each of at most :func:`chunk_tokens`."""
+# oneDNN, which multiplies bf16 and fp16 matrices on CPUs, compiles a kernel for every new row count and keeps it in a
+# process-wide cache of up to 1,024: on a Xeon with AMX each took 3-14 ms to build and 1-4 MB to keep. Packs of every
+# size would pay that for each of a layer's five weight shapes and, in a long-lived process, grow it by up to ~2 GB.
+# So there the per-token work runs on padded row counts from a small set: multiples of 16 up to 64 rows (a product
+# that small costs as much as 32 rows: its time is reading the weight) and of 64 above. MKL's fp32 products and GPU
+# libraries build nothing per shape: there the rows are the tokens, as in the official code.
+SMALL_ROWS, ROW_MULTIPLE = 16, 64
+PADDING_VALUE = 0.0  # what the padding rows hold at first (finite; they never reach a token's result)
+
+
+def padded_rows(weight: torch.Tensor, rows: int) -> int:
+    """The rows the matrix products of ``rows`` tokens run on (see ``ROW_MULTIPLE``): ``rows`` itself, or in bf16 and
+    fp16 on a CPU the next of 16, 32, 48, 64, 128, 192, ..."""
+    if weight.dtype == torch.float32 or weight.device.type != "cpu":
+        return rows
+    multiple = SMALL_ROWS if rows <= ROW_MULTIPLE else ROW_MULTIPLE
+    return -(-rows // multiple) * multiple
+
+
+def token_chunks(model: Qwen3Model, num_rows: int) -> list[slice]:
+    """Equal chunks of the pack's ``num_rows`` (its tokens and their padding; a padded row count itself), each of
+    at most :func:`chunk_tokens` rows, or the least padded row count above it."""
+    weight = model.embed_tokens.weight
     limit = chunk_tokens(model)
-    step = -(-num_tokens // -(-num_tokens // limit))  # ceil(T / number of chunks): no small last chunk
-    return [slice(start, start + step) for start in range(0, num_tokens, step)]
+    step = padded_rows(weight, -(-num_rows // -(-num_rows // limit)))  # ceil(T / chunks): no small last chunk
+    return [slice(start, min(start + step, num_rows)) for start in range(0, num_rows, step)]
 
 
 def project(linear: torch.nn.Linear, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -144,6 +165,11 @@ class EagerSteps:
 
     def norm(self, norm: torch.nn.Module, x: torch.Tensor, out: torch.Tensor) -> None:
         rms_norm(norm, x, out, self.squares)
+
+    def add_norm(self, norm: torch.nn.Module, x: torch.Tensor, added: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``x`` += ``added``, then RMSNorm(x), written into ``out`` and returned."""
+        x += added
+        return rms_norm(norm, x, out, self.squares)
 
     def norm_rope(
         self, norm: torch.nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor
@@ -230,7 +256,9 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
     heads, kv_heads, head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
     weight = model.embed_tokens.weight
     num_tokens = len(inputs.token_ids)
-    chunks = token_chunks(model, num_tokens)
+    num_rows = padded_rows(weight, num_tokens)  # rows past the tokens: zeros at first, in no attention plan
+    readout = padded_readout(inputs.readout, padded_rows(weight, len(inputs.readout)))  # [R'] the last layer's rows
+    chunks = token_chunks(model, num_rows)
     width = chunks[0].stop
     scratch_size = workspace_size([inputs.plan, inputs.readout_plan], heads, kv_heads, head_dim)
     workspace = Workspace() if workspace is None else workspace
@@ -239,18 +267,18 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
     # holds a value (from gate_proj to down_proj).
     gate_bytes = width * config.intermediate_size * dtype.itemsize
     squares_bytes = width * max(config.hidden_size, heads * head_dim) * fp32.itemsize
-    products_bytes = max(len(inputs.readout), width) * heads * head_dim // 2 * dtype.itemsize
+    products_bytes = max(len(readout), width) * heads * head_dim // 2 * dtype.itemsize
     x, q, k, v, attention_rows, attention_lse, scratch, h, added, q_chunk, k_chunk, gate_region, up = workspace.carve(
         weight.device,
-        (dtype, (num_tokens, config.hidden_size)),  # x: the residual stream, updated in place chunk by chunk
-        (dtype, (num_tokens, heads, head_dim)),
-        (dtype, (num_tokens, kv_heads, head_dim)),
-        (dtype, (num_tokens, kv_heads, head_dim)),
-        (dtype, (num_tokens + 1, heads * head_dim)),  # attention output; the last row takes the buckets' padding
-        (fp32, (num_tokens + 1, heads)),  # its log-sum-exp over the own part
+        (dtype, (num_rows, config.hidden_size)),  # x: the residual stream, updated in place chunk by chunk
+        (dtype, (num_rows, heads, head_dim)),
+        (dtype, (num_rows, kv_heads, head_dim)),
+        (dtype, (num_rows, kv_heads, head_dim)),
+        (dtype, (num_rows + 1, heads * head_dim)),  # attention output; row T takes the buckets' padding
+        (fp32, (num_rows + 1, heads)),  # its log-sum-exp over the own part
         (dtype, (scratch_size,)),  # every bucket's gathered queries, keys and values, in turn
         (dtype, (width, config.hidden_size)),  # normed input of the chunk
-        (dtype, (width, config.hidden_size)),  # o_proj or down_proj output, added to the residual
+        (dtype, (num_rows, config.hidden_size)),  # o_proj or down_proj output, added to the residual by the next norm
         (dtype, (width, heads, head_dim)),
         (dtype, (width, kv_heads, head_dim)),
         (torch.uint8, (max(gate_bytes, squares_bytes + products_bytes),)),
@@ -259,37 +287,47 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
     gate = gate_region[:gate_bytes].view(dtype).view(width, config.intermediate_size)
     squares = gate_region[:squares_bytes].view(fp32)
     products = gate_region[squares_bytes : squares_bytes + products_bytes].view(dtype)
-    attended = attention_rows[:num_tokens]
-    torch.index_select(weight, 0, inputs.token_ids, out=x)  # the embedding lookup
-    cos, sin = model.rotary_emb(x, inputs.position_ids[None])  # [1, T, D] each
+    attended = attention_rows[:num_rows]
+    torch.index_select(weight, 0, inputs.token_ids, out=x[:num_tokens])  # the embedding lookup
+    x[num_tokens:] = PADDING_VALUE  # padding rows never reach a token's result: every step but attention works row
+    attended[num_tokens:] = PADDING_VALUE  # by row, and no attention plan reads them
+    positions = F.pad(inputs.position_ids, (0, num_rows - num_tokens))
+    cos, sin = model.rotary_emb(x, positions[None])  # [1, T', D] each
     cos, sin = cos[0], sin[0]
 
     steps = fused_steps(model) or EagerSteps(squares, products)
 
-    def keys_and_values(layer: torch.nn.Module, c: slice, n: int) -> None:
-        attn = layer.self_attn
-        steps.norm(layer.input_layernorm, x[c], h[:n])
-        kc = project(attn.k_proj, h[:n], out=k_chunk[:n].view(n, -1)).view(n, kv_heads, head_dim)
-        steps.norm_rope(attn.k_norm, kc, cos[c], sin[c], k[c])
-        project(attn.v_proj, h[:n], out=v[c].view(n, -1))
-
     *layers, last = model.layers
+
+    def keys_and_values(layer: torch.nn.Module, c: slice, n: int) -> torch.Tensor:
+        """The layer's normed input of chunk ``c`` [n, C], after its keys and values are written."""
+        attn = layer.self_attn
+        if layer is model.layers[0]:
+            hc = h[:n]
+            steps.norm(layer.input_layernorm, x[c], hc)
+        else:  # the previous layer's MLP output joins the residual stream here
+            hc = steps.add_norm(layer.input_layernorm, x[c], added[c], h[:n])
+        kc = project(attn.k_proj, hc, out=k_chunk[:n].view(n, -1)).view(n, kv_heads, head_dim)
+        steps.norm_rope(attn.k_norm, kc, cos[c], sin[c], k[c])
+        project(attn.v_proj, hc, out=v[c].view(n, -1))
+        return hc
+
     for layer in layers:
         attn, mlp = layer.self_attn, layer.mlp
         for c in chunks:
             n = len(x[c])
-            keys_and_values(layer, c, n)
-            qc = project(attn.q_proj, h[:n], out=q_chunk[:n].view(n, -1)).view(n, heads, head_dim)
+            hc = keys_and_values(layer, c, n)
+            qc = project(attn.q_proj, hc, out=q_chunk[:n].view(n, -1)).view(n, heads, head_dim)
             steps.norm_rope(attn.q_norm, qc, cos[c], sin[c], q[c])
         packed_attention(q, k, v, inputs.plan, attn.scaling, attention_rows, attention_lse, scratch, width, steps.merge)
         for c in chunks:
             n = len(x[c])
-            x[c] += project(attn.o_proj, attended[c], out=added[:n])
-            steps.norm(layer.post_attention_layernorm, x[c], h[:n])
-            g = project(mlp.gate_proj, h[:n], out=gate[:n])
-            steps.swiglu(g, project(mlp.up_proj, h[:n], out=up[:n]))
-            x[c] += project(mlp.down_proj, g, out=added[:n])
-    attn, r = last.self_attn, inputs.readout
+            project(attn.o_proj, attended[c], out=added[c])
+            hc = steps.add_norm(layer.post_attention_layernorm, x[c], added[c], h[:n])
+            g = project(mlp.gate_proj, hc, out=gate[:n])
+            steps.swiglu(g, project(mlp.up_proj, hc, out=up[:n]))
+            project(mlp.down_proj, g, out=added[c])  # added to x[c] by the next layer's input norm
+    attn, r = last.self_attn, readout
     for c in chunks:
         keys_and_values(last, c, len(x[c]))
     h = last.input_layernorm(x[r])  # [R, C]
@@ -300,7 +338,13 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
     )
     x = x[r] + attn.o_proj(attended[r])  # [R, C]
     x = x + last.mlp(last.post_attention_layernorm(x))
-    return model.norm(x)
+    return model.norm(x)[: len(inputs.readout)]
+
+
+def padded_readout(readout: torch.Tensor, rows: int) -> torch.Tensor:
+    """``readout`` [R] followed by repeats of its last index up to ``rows``: the last layer's rows, whose padding
+    computes copies of the last readout (written where it writes, with the same values) and is cut off at the end."""
+    return torch.cat([readout, readout[-1:].expand(rows - len(readout))])
 
 
 def compile_steps(model: Qwen3Model) -> None:

@@ -42,6 +42,16 @@ def norm_(x: torch.Tensor, weight: torch.Tensor, eps: float, out: torch.Tensor) 
     out.copy_(_rms(x, weight, eps))
 
 
+def add_norm_(x: torch.Tensor, added: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """``x`` += ``added``, rounded to x's dtype (the residual stream is stored in it, as in Qwen3); returns RMSNorm of
+    the sum before that rounding, as its one rounding. The result is a new tensor: Inductor (torch 2.13) fails to
+    generate one CPU kernel that writes two given tensors (KeyError in its outer-loop fusion).
+    x, added: [N, C] -> [N, C]."""
+    total = x.float() + added.float()
+    x.copy_(total)
+    return _rms(total, weight, eps).to(x.dtype)
+
+
 def norm_rope_(
     x: torch.Tensor, weight: torch.Tensor, eps: float, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor
 ) -> None:
@@ -70,12 +80,17 @@ class FusedSteps:
 
     def __init__(self) -> None:
         self._norm = torch.compile(norm_, dynamic=False, fullgraph=True)
+        self._add_norm = torch.compile(add_norm_, dynamic=False, fullgraph=True)
         self._norm_rope = torch.compile(norm_rope_, dynamic=False, fullgraph=True)
         self._swiglu = torch.compile(swiglu_, dynamic=False, fullgraph=True)
         self._merge = torch.compile(merge_, dynamic=False, fullgraph=True)
 
     def norm(self, norm: torch.nn.Module, x: torch.Tensor, out: torch.Tensor) -> None:
         self._norm(*_token_dynamic(x), norm.weight, norm.variance_epsilon, *_token_dynamic(out))
+
+    def add_norm(self, norm: torch.nn.Module, x: torch.Tensor, added: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Returns its own tensor, not ``out``: see :func:`add_norm_`."""
+        return self._add_norm(*_token_dynamic(x, added), norm.weight, norm.variance_epsilon)
 
     def norm_rope(
         self, norm: torch.nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor
