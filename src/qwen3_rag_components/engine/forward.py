@@ -278,7 +278,7 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
         (fp32, (num_rows + 1, heads)),  # its log-sum-exp over the own part
         (dtype, (scratch_size,)),  # every bucket's gathered queries, keys and values, in turn
         (dtype, (width, config.hidden_size)),  # normed input of the chunk
-        (dtype, (num_rows, config.hidden_size)),  # o_proj or down_proj output, added to the residual by the next norm
+        (dtype, (width, config.hidden_size)),  # o_proj or down_proj output, added to the residual by the next norm
         (dtype, (width, heads, head_dim)),
         (dtype, (width, kv_heads, head_dim)),
         (torch.uint8, (max(gate_bytes, squares_bytes + products_bytes),)),
@@ -299,37 +299,35 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
 
     *layers, last = model.layers
 
-    def keys_and_values(layer: torch.nn.Module, c: slice, n: int) -> torch.Tensor:
-        """The layer's normed input of chunk ``c`` [n, C], after its keys and values are written."""
+    def attention_inputs(layer: torch.nn.Module, c: slice, n: int, hc: torch.Tensor) -> None:
+        """Keys and values of chunk ``c`` (queries too, but in the last layer) from its normed input hc [n, C]."""
         attn = layer.self_attn
-        if layer is model.layers[0]:
-            hc = h[:n]
-            steps.norm(layer.input_layernorm, x[c], hc)
-        else:  # the previous layer's MLP output joins the residual stream here
-            hc = steps.add_norm(layer.input_layernorm, x[c], added[c], h[:n])
         kc = project(attn.k_proj, hc, out=k_chunk[:n].view(n, -1)).view(n, kv_heads, head_dim)
         steps.norm_rope(attn.k_norm, kc, cos[c], sin[c], k[c])
         project(attn.v_proj, hc, out=v[c].view(n, -1))
-        return hc
-
-    for layer in layers:
-        attn, mlp = layer.self_attn, layer.mlp
-        for c in chunks:
-            n = len(x[c])
-            hc = keys_and_values(layer, c, n)
+        if layer is not last:
             qc = project(attn.q_proj, hc, out=q_chunk[:n].view(n, -1)).view(n, heads, head_dim)
             steps.norm_rope(attn.q_norm, qc, cos[c], sin[c], q[c])
+
+    first = model.layers[0]
+    for c in chunks:
+        n = len(x[c])
+        steps.norm(first.input_layernorm, x[c], h[:n])
+        attention_inputs(first, c, n, h[:n])
+    # Each chunk goes on into the next layer as far as attention: its MLP output joins the residual stream in the
+    # next layer's input norm, one pass.
+    for layer, following in zip(layers, model.layers[1:], strict=True):
+        attn, mlp = layer.self_attn, layer.mlp
         packed_attention(q, k, v, inputs.plan, attn.scaling, attention_rows, attention_lse, scratch, width, steps.merge)
         for c in chunks:
             n = len(x[c])
-            project(attn.o_proj, attended[c], out=added[c])
-            hc = steps.add_norm(layer.post_attention_layernorm, x[c], added[c], h[:n])
+            project(attn.o_proj, attended[c], out=added[:n])
+            hc = steps.add_norm(layer.post_attention_layernorm, x[c], added[:n], h[:n])
             g = project(mlp.gate_proj, hc, out=gate[:n])
             steps.swiglu(g, project(mlp.up_proj, hc, out=up[:n]))
-            project(mlp.down_proj, g, out=added[c])  # added to x[c] by the next layer's input norm
+            project(mlp.down_proj, g, out=added[:n])
+            attention_inputs(following, c, n, steps.add_norm(following.input_layernorm, x[c], added[:n], h[:n]))
     attn, r = last.self_attn, readout
-    for c in chunks:
-        keys_and_values(last, c, len(x[c]))
     h = last.input_layernorm(x[r])  # [R, C]
     qr = attn.q_norm(attn.q_proj(h).view(len(r), heads, -1))  # [R, H, D]
     q[r] = rope(qr, cos[r], sin[r], torch.empty_like(qr), products)  # other rows: never read
