@@ -6,8 +6,8 @@ Compiled, a step reads its inputs once, computes in fp32 and rounds once, at its
 
 fp32 keeps the eager steps of :mod:`.forward`, Qwen3's own arithmetic with every intermediate rounded as transformers
 rounds it: the exact path, within 1e-5 of the official code. Reduced precision leaves that bound anyway (bf16 scores
-move by 3e-2 to 5e-2 from the official fp32 ones on random 28-layer weights), and there one rounding instead of
-several moved nothing measurable (docs/fidelity.md).
+move by 2e-2 to 5e-2 from the official fp32 ones on random 28-layer weights), and there one rounding instead of
+several kept the scores as close or closer (docs/fidelity.md).
 
 The steps compile once per process, dtype and device type, with the token dimension dynamic, so packs of every size
 share them; Inductor keeps the generated code on disk (``TORCHINDUCTOR_CACHE_DIR``), so later processes compile in a
