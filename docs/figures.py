@@ -439,6 +439,9 @@ SOLO_COMMANDS = {
     "rerank-L28-ours-fp32": "python bench/rerank.py --layers 28 --peers ours --dtype float32 --repeat 2",
     "embed-L28-ours-fp32": "python bench/embed.py --layers 28 --documents 150 --queries 50 --peers ours "
     "--dtype float32 --repeat 2",
+    "rerank-L28-ours-bf16": "python bench/rerank.py --layers 28 --peers ours --dtype bfloat16 --repeat 3",
+    "embed-L28-ours-bf16": "python bench/embed.py --layers 28 --documents 150 --queries 50 --peers ours "
+    "--dtype bfloat16 --repeat 3",
 }
 
 

@@ -96,10 +96,10 @@ def chunk_tokens(model: Qwen3Model) -> int:
 
 # oneDNN, which multiplies bf16 and fp16 matrices on CPUs, compiles a kernel for every new row count and keeps it in a
 # process-wide cache of up to 1,024: on a Xeon with AMX each took 3-14 ms to build and 1-4 MB to keep. Packs of every
-# size would pay that for each of a layer's five weight shapes and, in a long-lived process, grow it by up to ~2 GB.
-# So there the per-token work runs on padded row counts from a small set: multiples of 16 up to 64 rows (a product
-# that small costs as much as 32 rows: its time is reading the weight) and of 64 above. MKL's fp32 products and GPU
-# libraries build nothing per shape: there the rows are the tokens, as in the official code.
+# size would pay that for each of a layer's five weight shapes, and a long-lived process would keep them all. So there
+# the per-token work runs on padded row counts from a small set: multiples of 16 up to 64 rows (below that a product's
+# time is reading its weight, whatever the rows) and of 64 above. MKL's fp32 products and GPU libraries build nothing
+# per shape: there the rows are the tokens, as in the official code.
 SMALL_ROWS, ROW_MULTIPLE = 16, 64
 PADDING_VALUE = 0.0  # what the padding rows hold at first (finite; they never reach a token's result)
 
