@@ -212,6 +212,8 @@ class MatmulRows(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm):
             self.rows.add(args[-2].shape[0])
+        elif func.overloadpacket is torch.ops.aten.linear:  # the last layer's modules, at the readout rows
+            self.rows.add(args[0].shape[0])
         return func(*args, **(kwargs or {}))
 
 

@@ -11,7 +11,7 @@ import torch
 from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm
 
 from qwen3_rag_components import Qwen3RerankEngine
-from qwen3_rag_components.engine import fused
+from qwen3_rag_components.engine import forward, fused
 from qwen3_rag_components.engine.forward import EagerSteps
 
 from .texts import random_documents
@@ -106,13 +106,18 @@ def test_fp32_and_the_switch_keep_the_eager_steps(reranker_paths, monkeypatch):
     assert fused.fused_steps(bf16) is None
 
 
-def test_packs_of_other_sizes_reuse_the_compiled_steps(reranker_paths):
+def test_packs_of_other_sizes_reuse_the_compiled_steps(reranker_paths, monkeypatch):
+    """Packs of 1, 7 and 40 documents, and a pack cut into several chunks (views at other offsets), add no graph."""
     engine = Qwen3RerankEngine.from_pretrained(str(reranker_paths["tied"]), device="cpu", dtype="bfloat16")
     documents = random_documents(40, seed=5)
     engine.score("first call", documents[:3])
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     for count in (1, 7, 40):
         engine.score("a query of another length than the first", documents[:count])
+    config = engine.model.config
+    monkeypatch.setattr(forward, "CHUNK_BYTES", 100 * config.intermediate_size * 2)  # 100 rows, padded to 128
+    assert forward.token_chunks(engine.model, 448) == [slice(0, 128), slice(128, 256), slice(256, 384), slice(384, 448)]
+    engine.score("a query of another length than the first", documents)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
 
 

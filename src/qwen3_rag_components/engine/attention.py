@@ -185,11 +185,12 @@ def packed_attention(
     query_chunk: int,
     merge: Merge = merge_states,
 ) -> None:
-    """Attention of every query of ``plan``, written into ``out`` [T + 1, H * D] (row T takes the buckets' padding);
-    ``lse`` [T + 1, H] fp32 is overwritten with the own part's log-sum-exp. q: [T, H, D], k/v: [T, Hkv, D], rotary
-    applied. Buckets gather into ``scratch`` (1-D, at least :func:`workspace_size` elements), which a pack allocates
-    once for all its layers; prefix parts take ``query_chunk`` queries at a time, which bounds the output the kernel
-    allocates per call. ``merge`` adds a prefix part to an own part."""
+    """Attention of every query of ``plan``, written into ``out`` [T' + 1, H * D], where T' is at least the plan's
+    token count T (a pack's rows may be padded past its tokens; attention never reads those) and row T takes the
+    buckets' padding; ``lse`` [T' + 1, H] fp32 is overwritten with the own part's log-sum-exp. q: [T', H, D],
+    k/v: [T', Hkv, D], rotary applied. Buckets gather into ``scratch`` (1-D, at least :func:`workspace_size`
+    elements), which a pack allocates once for all its layers; prefix parts take ``query_chunk`` queries at a time,
+    which bounds the output the kernel allocates per call. ``merge`` adds a prefix part to an own part."""
     num_tokens, num_heads, head_dim = q.shape
     out3 = out.view(num_tokens + 1, num_heads, head_dim)
     for b in plan.buckets:

@@ -82,7 +82,8 @@ def build_pack_inputs(
 # Per-token work (norms, projections, rotary embedding, MLP) runs in chunks of tokens, into buffers allocated once per
 # pack and reused by every layer and chunk. On Linux CPUs glibc maps an allocation above 32 MiB (and often smaller
 # ones) fresh from the kernel and page-faults it in: allocating each layer's [T, 3072] MLP tensors anew cost as much as
-# the elementwise work itself and slowed the matrix products that wrote them. A chunk's widest buffer fits this size.
+# the elementwise work itself and slowed the matrix products that wrote them. A chunk's widest buffer fits this size
+# (give or take one padded row count, see ``padded_rows``).
 CHUNK_BYTES = 24 << 20
 
 
@@ -114,11 +115,12 @@ def padded_rows(weight: torch.Tensor, rows: int) -> int:
 
 
 def token_chunks(model: Qwen3Model, num_rows: int) -> list[slice]:
-    """Equal chunks of the pack's ``num_rows`` (its tokens and their padding; a padded row count itself), each of
-    at most :func:`chunk_tokens` rows, or the least padded row count above it."""
+    """Chunks of the pack's ``num_rows`` (its tokens and their padding; a padded row count itself): all of one padded
+    row count, at most :func:`chunk_tokens` or the least padded row count above it, but the last, which may be
+    smaller."""
     weight = model.embed_tokens.weight
     limit = chunk_tokens(model)
-    step = padded_rows(weight, -(-num_rows // -(-num_rows // limit)))  # ceil(T / chunks): no small last chunk
+    step = padded_rows(weight, -(-num_rows // -(-num_rows // limit)))  # ceil(T / chunks), padded
     return [slice(start, min(start + step, num_rows)) for start in range(0, num_rows, step)]
 
 
@@ -256,7 +258,7 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
     heads, kv_heads, head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
     weight = model.embed_tokens.weight
     num_tokens = len(inputs.token_ids)
-    num_rows = padded_rows(weight, num_tokens)  # rows past the tokens: zeros at first, in no attention plan
+    num_rows = padded_rows(weight, num_tokens)  # rows past the tokens: zeros at first, never read by attention
     readout = padded_readout(inputs.readout, padded_rows(weight, len(inputs.readout)))  # [R'] the last layer's rows
     chunks = token_chunks(model, num_rows)
     width = chunks[0].stop
@@ -274,7 +276,7 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
         (dtype, (num_rows, heads, head_dim)),
         (dtype, (num_rows, kv_heads, head_dim)),
         (dtype, (num_rows, kv_heads, head_dim)),
-        (dtype, (num_rows + 1, heads * head_dim)),  # attention output; row T takes the buckets' padding
+        (dtype, (num_rows + 1, heads * head_dim)),  # attention output; row num_tokens takes the buckets' padding
         (fp32, (num_rows + 1, heads)),  # its log-sum-exp over the own part
         (dtype, (scratch_size,)),  # every bucket's gathered queries, keys and values, in turn
         (dtype, (width, config.hidden_size)),  # normed input of the chunk
@@ -289,8 +291,10 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
     products = gate_region[squares_bytes : squares_bytes + products_bytes].view(dtype)
     attended = attention_rows[:num_rows]
     torch.index_select(weight, 0, inputs.token_ids, out=x[:num_tokens])  # the embedding lookup
-    x[num_tokens:] = PADDING_VALUE  # padding rows never reach a token's result: every step but attention works row
-    attended[num_tokens:] = PADDING_VALUE  # by row, and no attention plan reads them
+    # Padding rows never reach a token's result: every step but attention works row by row, and attention reads none
+    # of them (it writes its buckets' padding into row num_tokens, the first of them or the spare row).
+    x[num_tokens:] = PADDING_VALUE
+    attended[num_tokens:] = PADDING_VALUE
     positions = F.pad(inputs.position_ids, (0, num_rows - num_tokens))
     cos, sin = model.rotary_emb(x, positions[None])  # [1, T', D] each
     cos, sin = cos[0], sin[0]
@@ -300,7 +304,7 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
     *layers, last = model.layers
 
     def attention_inputs(layer: torch.nn.Module, c: slice, n: int, hc: torch.Tensor) -> None:
-        """Keys and values of chunk ``c`` (queries too, but in the last layer) from its normed input hc [n, C]."""
+        """Keys and values of chunk ``c``, and queries except in the last layer, from its normed input hc [n, C]."""
         attn = layer.self_attn
         kc = project(attn.k_proj, hc, out=k_chunk[:n].view(n, -1)).view(n, kv_heads, head_dim)
         steps.norm_rope(attn.k_norm, kc, cos[c], sin[c], k[c])
