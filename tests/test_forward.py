@@ -163,6 +163,15 @@ def test_norm_and_rotary_are_the_transformers_arithmetic(rows, heads, half_dim, 
 BF16_CPU = torch.empty(0, dtype=torch.bfloat16)
 
 
+@pytest.fixture(scope="module")
+def engines(reranker_model) -> dict[torch.dtype, Qwen3RerankEngine]:
+    """The tiny reranker in fp32 and in bf16, loaded once for this module's padding tests."""
+    return {
+        dtype: Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu", dtype=dtype)
+        for dtype in (torch.float32, torch.bfloat16)
+    }
+
+
 @given(rows=st.integers(1, 20_000))
 def test_bf16_products_run_on_a_small_set_of_row_counts(rows):
     """On a CPU in bf16 (oneDNN builds and keeps a kernel per row count) the rows are padded by less than one step:
@@ -178,10 +187,14 @@ def test_row_counts_up_to_a_chunk_are_67():
     assert len({forward_module.padded_rows(BF16_CPU, rows) for rows in range(1, limit + 1)}) == 4 + 63
 
 
-@given(tokens=st.integers(1, 20_000), chunk_bytes=st.integers(1, 1 << 26), dtype=st.sampled_from(["fp32", "bf16"]))
-def test_chunks_cover_the_rows_with_padded_row_counts(tiny_model, tokens, chunk_bytes, dtype):
+@given(
+    tokens=st.integers(1, 20_000),
+    chunk_bytes=st.integers(1, 1 << 26),
+    dtype=st.sampled_from([torch.float32, torch.bfloat16]),
+)
+def test_chunks_cover_the_rows_with_padded_row_counts(engines, tokens, chunk_bytes, dtype):
     """Every chunk of a padded pack is itself a padded row count, so no product sees another size."""
-    model = tiny_model[dtype]
+    model = engines[dtype].model
     weight = model.embed_tokens.weight
     rows = forward_module.padded_rows(weight, tokens)
     with pytest.MonkeyPatch.context() as patch:
@@ -193,13 +206,6 @@ def test_chunks_cover_the_rows_with_padded_row_counts(tiny_model, tokens, chunk_
     sizes = [c.stop - c.start for c in chunks]
     assert all(forward_module.padded_rows(weight, size) == size for size in sizes)
     assert max(sizes) == sizes[0] <= forward_module.padded_rows(weight, limit)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(reranker_model):
-    fp32 = Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu").model
-    bf16 = Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu", dtype="bfloat16").model
-    return {"fp32": fp32, "bf16": bf16}
 
 
 class MatmulRows(TorchDispatchMode):
@@ -217,10 +223,10 @@ class MatmulRows(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_every_bf16_product_of_a_pack_runs_on_a_padded_row_count(reranker_model, monkeypatch):
+def test_every_bf16_product_of_a_pack_runs_on_a_padded_row_count(engines, monkeypatch):
     """Packs of 1, 7 and 40 documents (the last layer's readout rows too) multiply only padded row counts."""
     monkeypatch.setenv(fused.COMPILE_VARIABLE, "0")  # the same products, without Dynamo under the dispatch mode
-    engine = Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu", dtype="bfloat16")
+    engine = engines[torch.bfloat16]
     weight = engine.model.embed_tokens.weight
     prefix = engine.text.plain_ids(["which rows does a product see?"])[0]
     items = engine.text.plain_ids(random_documents(40, seed=8))
@@ -233,10 +239,10 @@ def test_every_bf16_product_of_a_pack_runs_on_a_padded_row_count(reranker_model,
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=str)
-def test_padding_rows_never_reach_a_result(reranker_model, monkeypatch, dtype):
+def test_padding_rows_never_reach_a_result(engines, monkeypatch, dtype):
     """Padding rows filled with NaN instead of zeros change no bit of a pack's hidden states (fp32: padded on purpose
     by 40 rows, which it never is by itself)."""
-    engine = Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu", dtype=dtype)
+    engine = engines[dtype]
     if dtype == torch.float32:
         monkeypatch.setattr(forward_module, "padded_rows", lambda weight, rows: rows + 40)
     prefix = engine.text.plain_ids(["a query part"])[0]

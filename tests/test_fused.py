@@ -117,6 +117,7 @@ def test_packs_of_other_sizes_reuse_the_compiled_steps(reranker_paths, monkeypat
     config = engine.model.config
     monkeypatch.setattr(forward, "CHUNK_BYTES", 100 * config.intermediate_size * 2)  # 100 rows, padded to 128
     assert forward.token_chunks(engine.model, 448) == [slice(0, 128), slice(128, 256), slice(256, 384), slice(384, 448)]
+    assert sum(map(len, engine.text.plain_ids(documents))) > 3 * 128  # so this pack is cut into several chunks
     engine.score("a query of another length than the first", documents)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
 
