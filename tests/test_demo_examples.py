@@ -136,4 +136,5 @@ def test_ray_embed_corpus_example_falls_back_to_random_and_writes_parquet(tmp_pa
     ]
     engine = Qwen3EmbedEngine.from_pretrained(str(cache / "tiny" / "embedder"), device="cpu")
     expected = engine.encode([passage.text for passage in passages]).embeddings
-    assert np.abs(np.array([row["embedding"] for row in rows], dtype=np.float32) - expected).max() <= 1e-6
+    # Batches of 16 against one call of 40: other packs, so the documented pack-layout bound.
+    assert np.abs(np.array([row["embedding"] for row in rows], dtype=np.float32) - expected).max() <= 1e-5

@@ -45,7 +45,8 @@ def test_with_options_validates_and_leaves_the_original_alone(rerank_engine):
     clone = rerank_engine.with_options(max_tokens_per_pack=32)
     assert (clone.options.max_tokens_per_pack, rerank_engine.options.max_tokens_per_pack) == (32, 8192)
     assert clone.scheduler is rerank_engine.scheduler and clone.model is rerank_engine.model
-    assert clone.score("q", ["a", "b"]) == pytest.approx(rerank_engine.score("q", ["a", "b"]), abs=1e-6)
+    # Another pack budget is another layout: the documented 1e-5 bound.
+    assert clone.score("q", ["a", "b"]) == pytest.approx(rerank_engine.score("q", ["a", "b"]), abs=1e-5)
     with pytest.raises(ValueError, match="max_tokens_per_pack=0"):
         rerank_engine.with_options(max_tokens_per_pack=0)
     with pytest.raises(TypeError, match=r"unknown options \['batch_size'\]"):

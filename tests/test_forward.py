@@ -126,8 +126,10 @@ def test_small_chunks_and_buckets_change_nothing(reranker_model, embedder_model,
     width = reranker.model.config.intermediate_size * 4
     monkeypatch.setattr(forward_module, "CHUNK_BYTES", 5 * width)  # 5-token chunks, 5-query buckets
     assert forward_module.chunk_tokens(reranker.model) == 5
-    assert reranker.score("what is a packed forward?", documents) == pytest.approx(scores, abs=1e-6)
-    assert np.abs(embedder.encode(documents).embeddings - vectors).max() <= 1e-6
+    # Other chunks are other row counts in every product: another layout, so the documented 1e-5 bound (on AVX-512
+    # an fp32 product's bits depend on its row count; docs/fidelity.md, Reproducibility).
+    assert reranker.score("what is a packed forward?", documents) == pytest.approx(scores, abs=1e-5)
+    assert np.abs(embedder.encode(documents).embeddings - vectors).max() <= 1e-5
 
 
 @settings(max_examples=40, deadline=None)
