@@ -21,7 +21,7 @@ import psutil
 import torch
 
 from qwen3_rag_components.engine.forward import trim_heap
-from qwen3_rag_components.engine.placement import cpu_has_native_bf16
+from qwen3_rag_components.engine.placement import choose_dtype
 from qwen3_rag_components.engine.scheduler import join_workers
 from qwen3_rag_components.testing import QWEN3_0_6B, write_embedding_checkpoint, write_reranker_checkpoint
 
@@ -228,7 +228,7 @@ def parse_with_peers(
 def bench_dtypes(choice: str | None) -> list[str]:
     """The dtypes to run, fp32 first: its first peer is the |Δ| reference of every dtype."""
     if choice is None:
-        choice = "both" if cpu_has_native_bf16() else "float32"
+        choice = "both" if choose_dtype(None, torch.device("cpu"))[0] == torch.bfloat16 else "float32"
     return list(BENCH_DTYPES) if choice == "both" else [choice]
 
 

@@ -108,6 +108,14 @@ def test_langchain_example_reads_models_from_env(
     assert [0.0 <= float(s) <= 1.0 for s in SCORE_LINE.findall(out)] == [True, True]
 
 
+def test_llamaindex_example(reranker_paths: dict[str, Path], embedder_paths: dict[str, Path]) -> None:
+    pytest.importorskip("llama_index.core")
+    out = _run_example("llamaindex_rag.py", str(embedder_paths["causal_lm"]), str(reranker_paths["untied"]))
+    assert out.startswith("How are default argument values evaluated?\n")
+    scores = [float(s) for s in SCORE_LINE.findall(out)]
+    assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
+
+
 def test_rerank_only_example(reranker_paths: dict[str, Path]) -> None:
     out = _run_example("rerank_only.py", str(reranker_paths["tied"]))
     scores = [float(s) for s in SCORE_LINE.findall(out)]

@@ -1,5 +1,5 @@
-"""bf16 (the default on CUDA and AMX CPUs) and fp16 run through the same code on CPU: close to fp32, finite, yes/no
-head in fp32; and how ``dtype=None`` picks the dtype.
+"""bf16 (the default on CUDA and on CPUs where it measures faster) and fp16 run through the same code on CPU: close
+to fp32, finite, yes/no head in fp32; and how ``dtype=None`` picks the dtype.
 
 Tolerances (also in docs/fidelity.md): reranker |ΔP(yes)| ≤ 0.03 in bf16 and ≤ 0.005 in fp16; embeddings cosine to
 the fp32 vector ≥ 0.999 in bf16 and ≥ 0.9999 in fp16.
@@ -7,8 +7,8 @@ the fp32 vector ≥ 0.999 in bf16 and ≥ 0.9999 in fp16.
 
 from __future__ import annotations
 
+import json
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,27 +46,41 @@ def test_embedder_in_half_precision(embedder_paths, dtype):
 
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+FAST_BF16 = placement.MatmulRates(float32=80.0, bfloat16=190.0)  # as measured on Zen 4 (2.4x)
+SLOW_BF16 = placement.MatmulRates(float32=80.0, bfloat16=7.0)  # as on AVX2 without bf16 units
+CLOSE_CALL = placement.MatmulRates(float32=80.0, bfloat16=100.0)  # 1.25x: under the margin
+
+
+@pytest.fixture
+def rates(monkeypatch):
+    """Make the probe answer ``MatmulRates`` of the test's choosing; the default's environment variable unset."""
+    monkeypatch.delenv(DTYPE_VARIABLE)
+
+    def install(measured: placement.MatmulRates) -> None:
+        monkeypatch.setattr(placement, "cpu_matmul_rates", lambda: measured)
+
+    return install
 
 
 @pytest.mark.parametrize(
-    ("native_bf16", "device", "expected", "why"),
+    ("measured", "device", "expected", "why"),
     [
-        (True, CPU, torch.bfloat16, "CPU with AMX"),
-        (False, CPU, torch.float32, "without native bf16"),
-        (False, CUDA, torch.bfloat16, "on CUDA"),
-        (True, CUDA, torch.bfloat16, "on CUDA"),
+        (FAST_BF16, CPU, torch.bfloat16, "bf16 matmul measured at 2.38x fp32 (190 vs 80 GFLOP/s); dtype='float32'"),
+        (SLOW_BF16, CPU, torch.float32, "bf16 matmul measured at 0.09x fp32 (7 vs 80 GFLOP/s), under the 1.3x"),
+        (CLOSE_CALL, CPU, torch.float32, "measured at 1.25x fp32"),
+        (SLOW_BF16, CUDA, torch.bfloat16, "default on CUDA"),
+        (FAST_BF16, CUDA, torch.bfloat16, "default on CUDA"),
     ],
 )
-def test_default_dtype_follows_the_hardware(monkeypatch, native_bf16, device, expected, why):
-    monkeypatch.delenv(DTYPE_VARIABLE)
-    monkeypatch.setattr(placement, "cpu_has_native_bf16", lambda: native_bf16)
+def test_default_dtype_follows_the_measured_rates(rates, measured, device, expected, why):
+    rates(measured)
     dtype, reason = choose_dtype(None, device)
     assert dtype == expected and why in reason
     assert choose_dtype("float32", device) == (torch.float32, "asked for")  # the exact path stays one word away
 
 
-def test_the_environment_variable_replaces_only_the_default(monkeypatch):
-    monkeypatch.setattr(placement, "cpu_has_native_bf16", lambda: False)
+def test_the_environment_variable_replaces_only_the_default(rates, monkeypatch):
+    rates(SLOW_BF16)
     monkeypatch.setenv(DTYPE_VARIABLE, "bf16")
     assert choose_dtype(None, CPU) == (torch.bfloat16, f"from ${DTYPE_VARIABLE}")
     assert choose_dtype(torch.float16, CPU)[0] == torch.float16
@@ -75,22 +89,64 @@ def test_the_environment_variable_replaces_only_the_default(monkeypatch):
         choose_dtype(None, CPU)
 
 
-@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the CPU flags Linux lists")
-def test_native_bf16_means_amx():
-    flags = set(Path("/proc/cpuinfo").read_text().split())
-    assert placement.cpu_has_native_bf16() == ("amx_bf16" in flags)
+def test_the_probe_measures_once_per_process_and_once_per_cpu_on_disk(monkeypatch, tmp_path):
+    """The first process measures and writes the rates under the CPU's key; the next one reads them (no timing);
+    a file that is not JSON, or another CPU's entry, means measuring again; an unwritable cache is no error."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    timed: list[int] = []
+
+    def measure(rounds=placement.PROBE_ROUNDS):
+        timed.append(rounds)
+        return FAST_BF16
+
+    monkeypatch.setattr(placement, "measure_matmul_rates", measure)
+
+    def fresh_process() -> placement.MatmulRates:
+        placement.cpu_matmul_rates.cache_clear()
+        return placement.cpu_matmul_rates()
+
+    try:
+        assert fresh_process() == FAST_BF16 and len(timed) == 1
+        assert placement.cpu_matmul_rates() == FAST_BF16 and len(timed) == 1  # the same process: cached
+        stored = json.loads(placement.cache_path().read_text())
+        assert stored == {placement.cpu_key(): {"float32": 80.0, "bfloat16": 190.0}}
+        assert fresh_process() == FAST_BF16 and len(timed) == 1  # a later process: from disk
+        placement.cache_path().write_text("{not json")
+        assert fresh_process() == FAST_BF16 and len(timed) == 2
+        monkeypatch.setattr(placement, "cpu_key", lambda: "another CPU")
+        assert fresh_process() == FAST_BF16 and len(timed) == 3
+        assert set(json.loads(placement.cache_path().read_text())) == {"another CPU", stored.popitem()[0]}
+        placement.cache_path().unlink()
+        placement.cache_path().parent.chmod(0o500)
+        assert fresh_process() == FAST_BF16 and len(timed) == 4
+    finally:
+        placement.cache_path().parent.chmod(0o700)
+        placement.cpu_matmul_rates.cache_clear()
 
 
-def test_loading_logs_the_choice_and_meta_shows_it(reranker_paths, monkeypatch, caplog):
-    monkeypatch.delenv(DTYPE_VARIABLE)
-    monkeypatch.setattr(placement, "cpu_has_native_bf16", lambda: True)
+def test_the_probe_times_both_dtypes_at_the_model_shape():
+    """A real measurement (a few hundred ms at most): positive rates, and the key names this CPU, torch and the
+    thread count."""
+    rates = placement.measure_matmul_rates(rounds=1)
+    assert rates.float32 > 0 and rates.bfloat16 > 0
+    assert f"torch {torch.__version__}" in placement.cpu_key()
+    assert f"{torch.get_num_threads()} threads" in placement.cpu_key()
+
+
+def test_loading_logs_the_choice_and_meta_shows_it(reranker_paths, rates, caplog):
+    rates(FAST_BF16)
     path = str(reranker_paths["tied"])
     with caplog.at_level(logging.INFO, logger="qwen3_rag_components.engine.loading"):
         engine = Qwen3RerankEngine.from_pretrained(path, device="cpu")
-    assert [record.getMessage() for record in caplog.records] == [
-        f"{path}: bfloat16 on cpu (default on a CPU with AMX (native bf16 matmul); dtype='float32' for the exact path)"
-    ]
-    assert engine.score_with_meta("q", ["d"]).meta.dtype == "bfloat16"
+    why = (
+        "default on this CPU: bf16 matmul measured at 2.38x fp32 (190 vs 80 GFLOP/s); "
+        "dtype='float32' for the exact path"
+    )
+    assert [record.getMessage() for record in caplog.records] == [f"{path}: bfloat16 on cpu ({why})"]
+    meta = engine.score_with_meta("q", ["d"]).meta
+    assert (meta.dtype, meta.dtype_reason) == ("bfloat16", why)
+    asked = Qwen3RerankEngine.from_pretrained(path, device="cpu", dtype="float32")
+    assert (asked.score_with_meta("q", ["d"]).meta.dtype_reason, asked.dtype) == ("asked for", torch.float32)
 
 
 @pytest.mark.parametrize(("setting", "reduced"), [("highest", None), ("high", "tf32"), ("medium", "bf16")])

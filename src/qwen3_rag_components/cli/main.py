@@ -142,7 +142,7 @@ def add_model_options(parser: argparse.ArgumentParser, default_model: str) -> No
         "--dtype",
         choices=list(DTYPES),
         default=None,
-        help="default: bfloat16 on CUDA and AMX CPUs, else float32; $QWEN3_RAG_DTYPE sets it",
+        help="default: bfloat16 on CUDA and on CPUs where it measures faster, else float32; $QWEN3_RAG_DTYPE sets it",
     )
     group.add_argument(
         "--max-tokens-per-pack",

@@ -12,14 +12,26 @@ attention has up to two parts, computed apart and merged with their log-sum-exp,
 
 In the last layer only each item's last token is a query; its own part then needs a key mask ``[N, 1, 1, L]`` for
 the padding of shorter rows. No structure of a pack grows with ``T**2``.
+
+That is the CPU's plan (:class:`AttentionPlan`), built around the flash kernel SDPA runs on CPU. Elsewhere (CUDA) a
+pack's attention is one FlexAttention call per layer (:class:`FlexPlan`): the same visibility rule (a token sees its
+own row causally and its group's prefix, nothing else) as a block-sparse mask over the flat pack, which the compiled
+kernel evaluates tile by tile; K/V heads serve their query heads in the kernel (no repeated K/V) and no score matrix
+is materialised. ``attend_reference`` is the test oracle only.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
+
+logger = logging.getLogger(__name__)
 
 # (out, lse, prefix_out, prefix_lse) -> None: the prefix part added to the own part in place
 Merge = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
@@ -65,6 +77,170 @@ class AttentionPlan:
     prefix_parts: list[PrefixPart]
 
 
+# FlexAttention's tile: the block mask says, per tile of FLEX_BLOCK queries, which tiles of keys it visits.
+FLEX_BLOCK = 128
+
+
+@dataclass
+class FlexPlan:
+    """A pack's attention as one FlexAttention call: each query token sees the tokens of its own row up to itself and
+    the whole prefix of its group. Index tensors are padded to whole tiles (queries repeat the last, keys past the
+    pack belong to row -2, which no query's row or prefix row matches), so the mask never reads out of bounds."""
+
+    queries: torch.Tensor  # [Qb * FLEX_BLOCK] flat token index of each query (every token, or each item's last)
+    num_queries: int  # the real ones among them
+    num_tokens: int  # T, the pack's tokens (keys)
+    row_of: torch.Tensor  # [Kb * FLEX_BLOCK] int32 the row (prefix, item or text) each token belongs to
+    prefix_row_of: torch.Tensor  # [Kb * FLEX_BLOCK] int32 the row of the token's group prefix; -1: none
+    kv_num_blocks: torch.Tensor  # [1, 1, Qb] int32 key tiles each query tile visits
+    kv_indices: torch.Tensor  # [1, 1, Qb, Kb] int32 which ones: a contiguous run from the first tile it may see
+
+
+def uses_flex(device: torch.device) -> bool:
+    """Whether packs on ``device`` run FlexAttention (every device but the CPU, where SDPA's flash kernel runs)."""
+    return device.type != "cpu"
+
+
+def build_flex_plan(
+    queries: Sequence[int], row_of: Sequence[int], first_visible: Sequence[int], prefix_row_of: Sequence[int]
+) -> FlexPlan:
+    """The plan of ``queries`` (flat token indices, ascending) over a pack whose token t is in row ``row_of[t]``, sees
+    nothing before ``first_visible[t]`` (its group's prefix start, or its row's start) and has its prefix in row
+    ``prefix_row_of[t]``. Built on the CPU: the worker copies it to the device with the pack's other inputs."""
+    num_tokens, num_queries = len(row_of), len(queries)
+    query_index = torch.tensor(queries, dtype=torch.int64)
+    query_tiles = -(-num_queries // FLEX_BLOCK)
+    key_tiles = -(-num_tokens // FLEX_BLOCK)
+    padded_queries = torch.cat([query_index, query_index[-1:].expand(query_tiles * FLEX_BLOCK - num_queries)])
+    tiles = padded_queries.view(query_tiles, FLEX_BLOCK)
+    first = torch.tensor(first_visible, dtype=torch.int64)[tiles].amin(1) // FLEX_BLOCK  # [Qb] first key tile seen
+    last = tiles[:, -1] // FLEX_BLOCK  # [Qb] the tile of the tile's last query: no query sees past itself
+    visits = last - first + 1
+    kv_indices = (first[:, None] + torch.arange(key_tiles)[None, :]).clamp_(max=key_tiles - 1)  # [Qb, Kb]
+    pad = key_tiles * FLEX_BLOCK - num_tokens
+    return FlexPlan(
+        queries=padded_queries,
+        num_queries=num_queries,
+        num_tokens=num_tokens,
+        row_of=torch.tensor([*row_of, *[-2] * pad], dtype=torch.int32),
+        prefix_row_of=torch.tensor([*prefix_row_of, *[-1] * pad], dtype=torch.int32),
+        kv_num_blocks=visits.to(torch.int32)[None, None],
+        kv_indices=kv_indices.to(torch.int32)[None, None],
+    )
+
+
+def flex_plan_to(plan: FlexPlan, device: torch.device) -> FlexPlan:
+    """``plan``'s tensors on ``device``: from pinned memory without blocking the host on CUDA."""
+    return FlexPlan(
+        queries=to_device(plan.queries, device),
+        num_queries=plan.num_queries,
+        num_tokens=plan.num_tokens,
+        row_of=to_device(plan.row_of, device),
+        prefix_row_of=to_device(plan.prefix_row_of, device),
+        kv_num_blocks=to_device(plan.kv_num_blocks, device),
+        kv_indices=to_device(plan.kv_indices, device),
+    )
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on ``device``. To CUDA it goes through pinned memory and ``non_blocking``: a copy from pageable
+    memory would wait for the GPU's queued work, so the worker could not plan the next pack while this one runs."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def flex_pack_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    queries: torch.Tensor,
+    row_of: torch.Tensor,
+    prefix_row_of: torch.Tensor,
+    kv_num_blocks: torch.Tensor,
+    kv_indices: torch.Tensor,
+) -> torch.Tensor:
+    """The pack's attention in one call. q: [1, H, Q, D] (the queries of ``queries``), k, v: [1, Hkv, T, D]
+    -> [1, H, Q, D]. The mask is built here, so a compiled caller traces it with the kernel (one graph for every
+    pack: the index tensors are its inputs, not constants)."""
+
+    def visible(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
+        token = queries[q_idx]
+        own = (row_of[token] == row_of[kv_idx]) & (kv_idx <= token)
+        return own | (prefix_row_of[token] == row_of[kv_idx])
+
+    mask = BlockMask.from_kv_blocks(
+        kv_num_blocks,
+        kv_indices,
+        BLOCK_SIZE=FLEX_BLOCK,
+        mask_mod=visible,
+        seq_lengths=(q.shape[2], k.shape[2]),
+    )
+    return flex_attention(q, k, v, block_mask=mask, scale=scale, enable_gqa=True)
+
+
+@functools.cache
+def flex_kernel(device_type: str) -> Callable[..., torch.Tensor]:
+    """:func:`flex_pack_attention` compiled for ``device_type`` (dynamic shapes: one kernel for packs of every size).
+    On the CPU (tests only: CPU packs run SDPA's flash kernel) it runs eagerly, as Inductor's CPU template for it
+    fails on a second shape in torch 2.13."""
+    if device_type == "cpu":
+        return eager_flex
+    return torch.compile(flex_pack_attention, dynamic=True, fullgraph=True)
+
+
+def eager_flex(*args: object) -> torch.Tensor:
+    """:func:`flex_pack_attention` uncompiled: the same mask and results, but a materialised score matrix."""
+    with warnings.catch_warnings():  # "flex_attention called without torch.compile": intended here
+        warnings.simplefilter("ignore", UserWarning)
+        return flex_pack_attention(*args)
+
+
+_flex_failed: set[str] = set()  # device types where compiling FlexAttention failed: eager from then on
+
+
+def run_flex(device_type: str, *args: object) -> torch.Tensor:
+    """The compiled kernel; should compiling fail (no Triton, say), the eager one from then on, with one warning."""
+    if device_type not in _flex_failed:
+        try:
+            return flex_kernel(device_type)(*args)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as error:  # any failure of the compiler stack
+            _flex_failed.add(device_type)
+            logger.warning(
+                "compiling FlexAttention failed on %s (%s: %s); attention runs uncompiled from now on, with the same "
+                "results but a score matrix per layer (O(T^2) memory): lower max_tokens_per_pack if that runs out.",
+                device_type,
+                type(error).__name__,
+                str(error).strip().splitlines()[0] if str(error).strip() else "",
+            )
+    return eager_flex(*args)
+
+
+def flex_attention_into(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: FlexPlan, scale: float, out: torch.Tensor
+) -> None:
+    """:func:`packed_attention` for a :class:`FlexPlan`: the rows of ``out`` [T' + 1, H * D] at the plan's queries
+    get their attention. q: [T', H, D], k, v: [T', Hkv, D] (rows past the pack's T tokens are not read)."""
+    num_tokens = plan.num_tokens
+    attended = run_flex(
+        q.device.type,
+        q.index_select(0, plan.queries).transpose(0, 1)[None],  # [1, H, Qb * FLEX_BLOCK, D]
+        k[:num_tokens].transpose(0, 1)[None],  # [1, Hkv, T, D], in place
+        v[:num_tokens].transpose(0, 1)[None],
+        scale,
+        plan.queries,
+        plan.row_of,
+        plan.prefix_row_of,
+        plan.kv_num_blocks,
+        plan.kv_indices,
+    )  # [1, H, Qb * FLEX_BLOCK, D]
+    real = attended[0, :, : plan.num_queries].transpose(0, 1)  # [Q, H, D]
+    out.view(out.shape[0], *q.shape[1:]).index_copy_(0, plan.queries[: plan.num_queries], real)
+
+
 def bucket_rows(rows: Sequence[Row], max_tokens: int) -> list[list[Row]]:
     """Rows sorted by length, split where the length grows past ``BUCKET_GROWTH`` × the bucket's first row or the
     padded bucket would exceed ``max_tokens`` queries (which bounds the attention output allocated per call)."""
@@ -106,10 +282,14 @@ def build_plan(
     return AttentionPlan(buckets, list(prefix_parts))
 
 
-def workspace_size(plans: Sequence[AttentionPlan], num_heads: int, num_kv_heads: int, head_dim: int) -> int:
-    """Elements of the scratch that holds the largest bucket's gathered queries, keys and values."""
+def workspace_size(plans: Sequence[AttentionPlan | FlexPlan], num_heads: int, num_kv_heads: int, head_dim: int) -> int:
+    """Elements of the scratch that holds the largest bucket's gathered queries, keys and values (none for a
+    :class:`FlexPlan`, whose kernel reads the pack's own tensors)."""
     sizes = [
-        b.query_index.numel() * num_heads + 2 * b.key_index.numel() * num_kv_heads for p in plans for b in p.buckets
+        b.query_index.numel() * num_heads + 2 * b.key_index.numel() * num_kv_heads
+        for p in plans
+        if isinstance(p, AttentionPlan)
+        for b in p.buckets
     ]
     return max(sizes, default=0) * head_dim
 
@@ -131,13 +311,14 @@ def attend(
     causal: bool = False,
     key_bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax attention and its log-sum-exp. q: [N, H, Lq, D]; k, v: [N, Hkv, Lk, D], each KV head serving
-    H / Hkv query heads; any strides with a unit last dim -> (out [N, H, Lq, D], lse [N, H, Lq] fp32)."""
-    if q.device.type == "cpu":  # the flash kernel SDPA itself runs on CPU, asked for the log-sum-exp too
-        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-            q, k, v, 0.0, causal, attn_mask=key_bias, scale=scale
-        )
-    return attend_reference(q, k, v, scale, causal=causal, key_bias=key_bias)
+    """Softmax attention and its log-sum-exp, by the flash kernel SDPA runs on CPU. q: [N, H, Lq, D]; k, v:
+    [N, Hkv, Lk, D], each KV head serving H / Hkv query heads; any strides with a unit last dim -> (out [N, H, Lq, D],
+    lse [N, H, Lq] fp32)."""
+    if q.device.type != "cpu":
+        raise ValueError(f"the bucket plan runs on the CPU; packs on {q.device} take a FlexPlan (see uses_flex)")
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        q, k, v, 0.0, causal, attn_mask=key_bias, scale=scale
+    )
 
 
 def attend_reference(
@@ -149,8 +330,8 @@ def attend_reference(
     causal: bool = False,
     key_bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`attend` written out with matrix products in fp32, rounded once (as the kernel accumulates): the path
-    for devices without the CPU kernel, and its check in the tests."""
+    """:func:`attend` written out with matrix products in fp32, rounded once (as the kernels accumulate): the
+    tests' oracle for both attention paths, never called by the engine."""
     groups = q.shape[1] // k.shape[1]
     k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale  # [N, H, Lq, Lk]
@@ -177,7 +358,7 @@ def packed_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    plan: AttentionPlan,
+    plan: AttentionPlan | FlexPlan,
     scale: float,
     out: torch.Tensor,
     lse: torch.Tensor,
@@ -190,7 +371,11 @@ def packed_attention(
     buckets' padding; ``lse`` [T' + 1, H] fp32 is overwritten with the own part's log-sum-exp. q: [T', H, D],
     k/v: [T', Hkv, D], rotary applied. Buckets gather into ``scratch`` (1-D, at least :func:`workspace_size`
     elements), which a pack allocates once for all its layers; prefix parts take ``query_chunk`` queries at a time,
-    which bounds the output the kernel allocates per call. ``merge`` adds a prefix part to an own part."""
+    which bounds the output the kernel allocates per call. ``merge`` adds a prefix part to an own part. A
+    :class:`FlexPlan` runs as one FlexAttention call and needs none of the scratch."""
+    if isinstance(plan, FlexPlan):
+        flex_attention_into(q, k, v, plan, scale, out)
+        return
     num_tokens, num_heads, head_dim = q.shape
     out3 = out.view(num_tokens + 1, num_heads, head_dim)
     for b in plan.buckets:

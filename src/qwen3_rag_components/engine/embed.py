@@ -61,7 +61,12 @@ class Qwen3EmbedEngine(HasOptions):
     """
 
     def __init__(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, options: EmbedOptions | None = None
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        options: EmbedOptions | None = None,
+        *,
+        dtype_reason: str = "the model's own dtype",
     ) -> None:
         self.text = TextTokenizer(tokenizer)
         self.endoftext_id = self.text.token_id(ENDOFTEXT)
@@ -71,6 +76,7 @@ class Qwen3EmbedEngine(HasOptions):
         self.hidden_size: int = self.model.config.hidden_size
         self.device = self.model.embed_tokens.weight.device
         self.dtype = self.model.embed_tokens.weight.dtype
+        self.dtype_reason = dtype_reason  # in every call's meta
         self.options = self._check_options(options or EmbedOptions())
 
     def _check_options(self, options: EmbedOptions) -> EmbedOptions:
@@ -80,8 +86,8 @@ class Qwen3EmbedEngine(HasOptions):
     @classmethod
     def load(cls, spec: LoadSpec, options: EmbedOptions | None = None) -> Qwen3EmbedEngine:
         """Load the checkpoint ``spec`` names; :meth:`from_pretrained` with the options as data."""
-        model, tokenizer = load_qwen3(AutoModel, spec)
-        return cls(model, tokenizer, options)
+        model, tokenizer, why = load_qwen3(AutoModel, spec)
+        return cls(model, tokenizer, options, dtype_reason=why)
 
     @classmethod
     def from_pretrained(
@@ -101,8 +107,9 @@ class Qwen3EmbedEngine(HasOptions):
     ) -> Qwen3EmbedEngine:
         """Load a Qwen3-Embedding checkpoint (``Qwen3Model`` or ``Qwen3ForCausalLM``) from a hub id or a folder.
 
-        ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and on CPUs with AMX, else fp32
-        (the exact path; see :func:`~qwen3_rag_components.engine.placement.choose_dtype`). The other arguments are
+        ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and on CPUs where bf16
+        measures faster, else fp32 (the exact path; see :func:`~qwen3_rag_components.engine.placement.choose_dtype`).
+        The other arguments are
         :class:`~qwen3_rag_components.engine.options.LoadSpec` and
         :class:`~qwen3_rag_components.engine.options.EmbedOptions` fields; ``dimensions`` and ``normalize`` are the
         defaults of every call.
@@ -233,5 +240,6 @@ class Qwen3EmbedEngine(HasOptions):
             padding_free_tokens=sum(len(plan.job.items[i]) for i in plan.text_index),
             device=self.device,
             dtype=self.dtype,
+            dtype_reason=self.dtype_reason,
         )
         return EmbedResult(embeddings, meta)

@@ -17,7 +17,20 @@ import torch
 import torch.nn.functional as F
 from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 
-from .attention import AttentionPlan, PrefixPart, Row, build_plan, merge_states, packed_attention, workspace_size
+from .attention import (
+    AttentionPlan,
+    FlexPlan,
+    PrefixPart,
+    Row,
+    build_flex_plan,
+    build_plan,
+    flex_plan_to,
+    merge_states,
+    packed_attention,
+    to_device,
+    uses_flex,
+    workspace_size,
+)
 from .fused import compile_once, fused_steps
 
 
@@ -25,8 +38,8 @@ from .fused import compile_once, fused_steps
 class PackInputs:
     token_ids: torch.Tensor  # [T]
     position_ids: torch.Tensor  # [T] prefixes from 0, items continue from their prefix length
-    plan: AttentionPlan  # every token attends (all layers but the last)
-    readout_plan: AttentionPlan  # only each item's last token attends (the last layer)
+    plan: AttentionPlan | FlexPlan  # every token attends (all layers but the last)
+    readout_plan: AttentionPlan | FlexPlan  # only each item's last token attends (the last layer)
     readout: torch.Tensor  # [R] flat index of each item's last token, in segment order
 
 
@@ -36,45 +49,69 @@ def build_pack_inputs(
     max_bucket_tokens: int = 1 << 62,
 ) -> PackInputs:
     """segments: ``(prefix ids, [item ids, ...])`` per group in the pack; items must be non-empty.
-    ``max_bucket_tokens``: the most queries (padding included) of one attention bucket."""
+    ``max_bucket_tokens``: the most queries (padding included) of one attention bucket (CPU plans).
+    Where :func:`~.attention.uses_flex`, the plans are :class:`~.attention.FlexPlan`: built on the host, then copied
+    to the device without blocking."""
     token_ids: list[int] = []
     positions: list[int] = []
     rows: list[Row] = []
     item_rows: list[Row] = []
     prefix_parts: list[tuple[slice, slice, slice]] = []  # (prefix tokens, its items' tokens, their item rows)
+    row_of: list[int] = []  # per token, for a FlexPlan: its row, the first token it sees, its prefix's row
+    first_visible: list[int] = []
+    prefix_row_of: list[int] = []
     for prefix, items in segments:
-        prefix_start = len(token_ids)
+        prefix_start, prefix_row = len(token_ids), -1
         if prefix:
+            prefix_row = len(rows) + len(item_rows)
             rows.append(Row(prefix_start, len(prefix)))
             token_ids.extend(prefix)
             positions.extend(range(len(prefix)))
+            row_of.extend([prefix_row] * len(prefix))
+            first_visible.extend([prefix_start] * len(prefix))
+            prefix_row_of.extend([-1] * len(prefix))
         items_start, first_item = len(token_ids), len(item_rows)
         for item in items:
-            item_rows.append(Row(len(token_ids), len(item)))
+            item_row, item_start = len(rows) + len(item_rows), len(token_ids)
+            item_rows.append(Row(item_start, len(item)))
             token_ids.extend(item)
             positions.extend(range(len(prefix), len(prefix) + len(item)))
+            row_of.extend([item_row] * len(item))
+            first_visible.extend([prefix_start if prefix else item_start] * len(item))
+            prefix_row_of.extend([prefix_row] * len(item))
         if prefix and items:
             group_items = slice(first_item, len(item_rows))
             prefix_parts.append((slice(prefix_start, items_start), slice(items_start, len(token_ids)), group_items))
     num_tokens = len(token_ids)
-    readout = torch.tensor([r.start + r.length - 1 for r in item_rows], device=device)
-    return PackInputs(
-        token_ids=torch.tensor(token_ids, device=device),
-        position_ids=torch.tensor(positions, device=device),
-        plan=build_plan(
+    readout_list = [r.start + r.length - 1 for r in item_rows]
+    readout = torch.tensor(readout_list)
+    plan: AttentionPlan | FlexPlan
+    readout_plan: AttentionPlan | FlexPlan
+    if uses_flex(device):
+        plan = flex_plan_to(build_flex_plan(range(num_tokens), row_of, first_visible, prefix_row_of), device)
+        readout_plan = flex_plan_to(build_flex_plan(readout_list, row_of, first_visible, prefix_row_of), device)
+        readout = to_device(readout, device)
+    else:
+        readout = readout.to(device)
+        plan = build_plan(
             rows + item_rows,
             [PrefixPart(prefix, items) for prefix, items, _ in prefix_parts],
             num_tokens,
             device,
             max_bucket_tokens,
-        ),
-        readout_plan=build_plan(
+        )
+        readout_plan = build_plan(
             [replace(r, first_query=r.length - 1) for r in item_rows],
             [PrefixPart(prefix, readout[group_items]) for prefix, _, group_items in prefix_parts],
             num_tokens,
             device,
             max_bucket_tokens,
-        ),
+        )
+    return PackInputs(
+        token_ids=to_device(torch.tensor(token_ids), device),
+        position_ids=to_device(torch.tensor(positions), device),
+        plan=plan,
+        readout_plan=readout_plan,
         readout=readout,
     )
 
@@ -367,6 +404,7 @@ class PackedRun:
     tokens_computed: int  # the call's own tokens in them: its items, and its prefixes once per pack
     compute_s: float  # wall time of those packs
     queued_s: float  # the rest of the time from submission to the last readout
+    peak_memory_bytes: int | None = None  # CUDA: the device's allocation peak while they ran
 
 
 def is_out_of_memory(error: BaseException) -> bool:

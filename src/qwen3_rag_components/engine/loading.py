@@ -27,8 +27,9 @@ def is_local_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
 
 
-def load_qwen3(auto_class: type, spec: LoadSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Model (safetensors, no remote code) on its device and dtype, and its tokenizer; refuses non-Qwen3 checkpoints."""
+def load_qwen3(auto_class: type, spec: LoadSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+    """Model (safetensors, no remote code) on its device and dtype, its tokenizer, and why that dtype (see
+    :func:`~.placement.choose_dtype`); refuses non-Qwen3 checkpoints."""
     asked_dtype, spec = spec.dtype, spec.resolved()
     name = spec.model
     why = choose_dtype(asked_dtype, spec.device)[1]
@@ -79,7 +80,7 @@ def load_qwen3(auto_class: type, spec: LoadSpec) -> tuple[PreTrainedModel, PreTr
             f"{auto_class.__name__} needs. A reranker needs a Qwen3-Reranker checkpoint (with its output head); an "
             "embedding checkpoint belongs in Qwen3EmbedEngine."
         )
-    return model.to(spec.device).eval(), tokenizer
+    return model.to(spec.device).eval(), tokenizer, why
 
 
 _telemetry_lock = threading.Lock()

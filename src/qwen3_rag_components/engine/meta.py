@@ -31,20 +31,26 @@ class RunMeta:
     compute_ms: float  # wall time of the packs this call took part in
     device: str
     dtype: str
+    dtype_reason: str = ""  # why this dtype: "asked for", "default on CUDA", the CPU's measured rates, ...
+    peak_memory_bytes: int | None = None  # CUDA: torch.cuda.max_memory_allocated while the call's packs ran
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def nothing(cls, device: torch.device, dtype: torch.dtype) -> RunMeta:
+    def nothing(cls, device: torch.device, dtype: torch.dtype, dtype_reason: str = "") -> RunMeta:
         """The meta of a call with no inputs, which returns without touching the model."""
-        return cls(0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, str(device), dtype_name(dtype))
+        return cls(0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, str(device), dtype_name(dtype), dtype_reason)
 
 
-def run_meta(run: PackedRun, start: float, *, device: torch.device, dtype: torch.dtype, **counts: int) -> RunMeta:
+def run_meta(
+    run: PackedRun, start: float, *, device: torch.device, dtype: torch.dtype, dtype_reason: str, **counts: int
+) -> RunMeta:
     """Meta of a call that started at ``start`` (``time.perf_counter()``) and got ``run`` from the scheduler."""
     return RunMeta(
         **counts,
+        dtype_reason=dtype_reason,
+        peak_memory_bytes=run.peak_memory_bytes,
         packs=run.packs,
         tokens_computed=run.tokens_computed,
         elapsed_ms=(time.perf_counter() - start) * 1000,

@@ -46,7 +46,8 @@ class LoadSpec:
 
     model: str  # a hub id ("Qwen/Qwen3-Reranker-0.6B") or a local folder ("./reranker", "~/models/x")
     device: str | torch.device | None = None  # None: CUDA when available, else CPU
-    dtype: str | torch.dtype | None = None  # None: bf16 on CUDA and AMX CPUs, else fp32; $QWEN3_RAG_DTYPE
+    # None: bf16 on CUDA and on CPUs where bf16 measures faster, else fp32; $QWEN3_RAG_DTYPE sets it
+    dtype: str | torch.dtype | None = None
     local_files_only: bool = False  # never download: a folder or the Hugging Face cache only
     revision: str | None = None  # hub branch, tag or commit
     token: str | bool | None = field(default=None, repr=False)  # hub token; None: HF_TOKEN or the saved login

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import logging
 import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
 
 # Set to a dtype name, it replaces the hardware's choice wherever ``dtype=None`` (every component, the CLI, Ray workers
 # and the HTTP service), e.g. QWEN3_RAG_DTYPE=float32 to keep a deployment on the exact path without editing code.
@@ -50,22 +61,120 @@ def check_dtype(dtype: object, name: str = "dtype") -> None:
         return
     raise ValueError(
         f"{name}={dtype!r} is not supported; use one of {sorted(DTYPES)}, or None for the hardware's default "
-        "(bf16 on CUDA and on CPUs with AMX, fp32 elsewhere)."
+        "(bf16 on CUDA and on CPUs where bf16 matrix products measure faster than fp32, fp32 elsewhere)."
     )
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (Intel AMX tiles), where oneDNN's bf16 matmul runs ~6x the
-    fp32 rate. Without AMX bf16 is *slower* than fp32: 0.55x the fp32 rate with avx512_bf16, 0.09x on AVX2
-    (``bench/dtype_choice.py``)."""
-    return torch.cpu._is_amx_tile_supported()
+# bf16 becomes a CPU's default only where its matrix products beat fp32's by this factor: a clear win, not noise
+# (shared machines swing by tens of per cent), and enough to pay for the elementwise work bf16 adds around them.
+BF16_MARGIN = 1.3
+# The probe: one product at a Qwen3-0.6B MLP shape ([rows, hidden] x [hidden, intermediate]); the larger Qwen3 models'
+# products are larger, and run at least as close to the peak rate.
+PROBE_ROWS, PROBE_HIDDEN, PROBE_INTERMEDIATE = 128, 1024, 3072
+PROBE_ROUNDS = 3
+CACHE_FILE = "cpu_dtype.json"  # under $XDG_CACHE_HOME/qwen3_rag_components (~/.cache by default)
+
+
+@dataclass(frozen=True)
+class MatmulRates:
+    """Best-of-N GFLOP/s of the probe product in fp32 and bf16 on this CPU, with this torch and thread count."""
+
+    float32: float
+    bfloat16: float
+
+    @property
+    def bf16_speedup(self) -> float:
+        return self.bfloat16 / self.float32
+
+
+def cpu_key() -> str:
+    """What the probe's answer depends on: the CPU model and its flags, torch's version and its thread count."""
+    model, flags = "", ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not model:
+                    model = value.strip()
+                elif key.strip() in ("flags", "Features") and not flags:
+                    flags = " ".join(sorted(value.split()))
+    except OSError:  # not Linux
+        pass
+    model = model or platform.processor() or platform.machine()
+    digest = hashlib.sha1(flags.encode()).hexdigest()[:12]
+    return f"{model} | flags {digest} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+
+
+def measure_matmul_rates(rounds: int = PROBE_ROUNDS) -> MatmulRates:
+    """Time the probe product in fp32 and bf16, interleaved, best of ``rounds`` each after one warm-up (oneDNN builds
+    its bf16 kernel on the first call). Where bf16 is more than twice as slow after the first round, it stops: the
+    answer is clear, and on CPUs without bf16 units each bf16 product takes ~10x the fp32 time."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(PROBE_ROWS, PROBE_HIDDEN, generator=generator)
+    weight = torch.randn(PROBE_INTERMEDIATE, PROBE_HIDDEN, generator=generator) * 0.02
+    operands = {torch.float32: (x, weight), torch.bfloat16: (x.bfloat16(), weight.bfloat16())}
+    flops = 2 * PROBE_ROWS * PROBE_HIDDEN * PROBE_INTERMEDIATE
+    best = dict.fromkeys(operands, float("inf"))
+    with torch.inference_mode():
+        for a, b in operands.values():
+            F.linear(a, b)
+        for _ in range(rounds):
+            for dtype, (a, b) in operands.items():
+                start = time.perf_counter()
+                F.linear(a, b)
+                best[dtype] = min(best[dtype], time.perf_counter() - start)
+            if best[torch.bfloat16] > 2 * best[torch.float32]:
+                break
+    return MatmulRates(flops / best[torch.float32] / 1e9, flops / best[torch.bfloat16] / 1e9)
+
+
+def cache_path() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "qwen3_rag_components" / CACHE_FILE
+
+
+@functools.cache
+def cpu_matmul_rates() -> MatmulRates:
+    """This CPU's probe rates: measured once per process, and kept on disk per :func:`cpu_key` so later processes
+    skip the ~50-500 ms (delete the file to measure again)."""
+    key, path = cpu_key(), cache_path()
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known, dict) and isinstance(entry := known.get(key), dict):
+        try:
+            return MatmulRates(float(entry["float32"]), float(entry["bfloat16"]))
+        except (KeyError, TypeError, ValueError):
+            pass
+    start = time.perf_counter()
+    rates = measure_matmul_rates()
+    logger.info(
+        "measured this CPU's matrix products in %.0f ms: fp32 %.0f, bf16 %.0f GFLOP/s (%s)",
+        (time.perf_counter() - start) * 1000,
+        rates.float32,
+        rates.bfloat16,
+        key,
+    )
+    known = known if isinstance(known, dict) else {}
+    known[key] = asdict(rates)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(known, indent=1))
+        temporary.replace(path)
+    except OSError:  # a read-only home: measure again in the next process
+        pass
+    return rates
 
 
 def choose_dtype(dtype: str | torch.dtype | None, device: torch.device) -> tuple[torch.dtype, str]:
-    """The dtype to run in, and why (for the load log line).
+    """The dtype to run in, and why (for the load log line and every call's meta).
 
-    ``None`` takes ``$QWEN3_RAG_DTYPE`` when set, else bf16 on CUDA (fp16 can overflow in Qwen3) and on CPUs with AMX,
-    fp32 elsewhere. fp32 is the exact path (scores within 1e-5 of the official fp32 code); bf16 trades ~1e-2 for speed.
+    ``None`` takes ``$QWEN3_RAG_DTYPE`` when set, else bf16 on CUDA (fp16 can overflow in Qwen3); on a CPU the faster of
+    fp32 and bf16 as measured by :func:`cpu_matmul_rates`, where bf16 must win by ``BF16_MARGIN`` (bf16 units, as on
+    AMX Xeons and Zen 4, win by 2-6x; without them bf16 is slower); fp32 elsewhere. fp32 is the exact path (scores
+    within 1e-5 of the official fp32 code); bf16 trades ~1e-2 for speed.
     """
     check_dtype(dtype)
     if dtype is not None:
@@ -75,9 +184,15 @@ def choose_dtype(dtype: str | torch.dtype | None, device: torch.device) -> tuple
         return DTYPES[variable], f"from ${DTYPE_VARIABLE}"
     if device.type == "cuda":
         return torch.bfloat16, "default on CUDA"
-    if device.type == "cpu" and cpu_has_native_bf16():
-        return torch.bfloat16, "default on a CPU with AMX (native bf16 matmul); dtype='float32' for the exact path"
-    return torch.float32, f"default on {device.type} without native bf16 matmul"
+    if device.type != "cpu":
+        return torch.float32, f"default on {device.type}"
+    rates = cpu_matmul_rates()
+    measured = (
+        f"bf16 matmul measured at {rates.bf16_speedup:.2f}x fp32 ({rates.bfloat16:.0f} vs {rates.float32:.0f} GFLOP/s)"
+    )
+    if rates.bf16_speedup >= BF16_MARGIN:
+        return torch.bfloat16, f"default on this CPU: {measured}; dtype='float32' for the exact path"
+    return torch.float32, f"default on this CPU: {measured}, under the {BF16_MARGIN}x bf16 needs"
 
 
 def reduced_fp32_matmul(device: torch.device) -> str | None:

@@ -71,7 +71,12 @@ class Qwen3RerankEngine(HasOptions):
     """
 
     def __init__(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, options: RerankOptions | None = None
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        options: RerankOptions | None = None,
+        *,
+        dtype_reason: str = "the model's own dtype",
     ) -> None:
         self.text = TextTokenizer(tokenizer)
         self.prefix_ids = self.text.template_ids(RERANK_PREFIX)
@@ -85,6 +90,7 @@ class Qwen3RerankEngine(HasOptions):
         self.scheduler = PackScheduler(self.model)  # one queue for this model, shared by with_options copies
         self.device = self.model.embed_tokens.weight.device
         self.dtype = self.model.embed_tokens.weight.dtype
+        self.dtype_reason = dtype_reason  # in every call's meta
 
     def _check_options(self, options: RerankOptions) -> RerankOptions:
         fixed = len(self.prefix_ids) + len(self.suffix_ids)
@@ -99,8 +105,8 @@ class Qwen3RerankEngine(HasOptions):
     @classmethod
     def load(cls, spec: LoadSpec, options: RerankOptions | None = None) -> Qwen3RerankEngine:
         """Load the checkpoint ``spec`` names; :meth:`from_pretrained` with the options as data."""
-        model, tokenizer = load_qwen3(AutoModelForCausalLM, spec)
-        return cls(model, tokenizer, options)
+        model, tokenizer, why = load_qwen3(AutoModelForCausalLM, spec)
+        return cls(model, tokenizer, options, dtype_reason=why)
 
     @classmethod
     def from_pretrained(
@@ -119,8 +125,9 @@ class Qwen3RerankEngine(HasOptions):
     ) -> Qwen3RerankEngine:
         """Load a Qwen3-Reranker from a hub id or a local folder (safetensors, no remote code).
 
-        ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and on CPUs with AMX, else fp32
-        (the exact path; see :func:`~qwen3_rag_components.engine.placement.choose_dtype`). The other arguments are
+        ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and on CPUs where bf16
+        measures faster, else fp32 (the exact path; see :func:`~qwen3_rag_components.engine.placement.choose_dtype`).
+        The other arguments are
         :class:`~qwen3_rag_components.engine.options.LoadSpec` and
         :class:`~qwen3_rag_components.engine.options.RerankOptions` fields.
         """
@@ -247,6 +254,7 @@ class Qwen3RerankEngine(HasOptions):
             padding_free_tokens=plan.padding_free_tokens,
             device=self.device,
             dtype=self.dtype,
+            dtype_reason=self.dtype_reason,
         )
         return BatchScoreResult(scores, meta)
 

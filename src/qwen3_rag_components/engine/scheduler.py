@@ -57,8 +57,9 @@ _slots_lock = threading.Lock()
 def set_concurrent_packs(device: str | torch.device, packs: int) -> None:
     """How many packs may run at once on ``device`` across all loaded models (default 1).
 
-    One at a time is right on a CPU, where one forward already uses every core. On a large GPU, 2 lets the host side
-    of one pack overlap the kernels of another, at the cost of a second pack's activation memory.
+    One at a time is right on a CPU, where one forward already uses every core. On CUDA the default is 2: while one
+    worker waits for its pack's kernels, the other plans the next pack and queues its kernels behind them, so the GPU
+    does not wait for the host (at the cost of a second pack's activation memory).
     """
     if isinstance(packs, bool) or not isinstance(packs, int) or packs < 1:
         raise ValueError(f"packs={packs!r} is invalid; it must be a positive int.")
@@ -70,7 +71,7 @@ def set_concurrent_packs(device: str | torch.device, packs: int) -> None:
 def _device_slot(device: torch.device) -> tuple[threading.BoundedSemaphore, int]:
     with _slots_lock:
         key = str(device)
-        packs = _device_packs.get(key, 1)
+        packs = _device_packs.get(key, 2 if device.type == "cuda" else 1)
         if key not in _device_slots:
             _device_slots[key] = threading.BoundedSemaphore(packs)
         return _device_slots[key], packs
@@ -102,6 +103,7 @@ class _Call:
     packs: int = 0
     tokens: int = 0
     compute_s: float = 0.0
+    peak_memory_bytes: int | None = None
     isolate: bool = False  # run alone: a mixed pack with this call failed for a reason other than memory
     warned: bool = False
     cancelled: bool = False
@@ -201,7 +203,14 @@ class PackScheduler:
     @staticmethod
     def _result(call: _Call) -> PackedRun:
         total_s = time.perf_counter() - call.submitted
-        return PackedRun(call.hidden, call.packs, call.tokens, call.compute_s, queued_s=total_s - call.compute_s)
+        return PackedRun(
+            call.hidden,
+            call.packs,
+            call.tokens,
+            call.compute_s,
+            queued_s=total_s - call.compute_s,
+            peak_memory_bytes=call.peak_memory_bytes,
+        )
 
     # --- worker -----------------------------------------------------------------------------------------------
 
@@ -283,9 +292,17 @@ class PackScheduler:
 
     def _run(self, pack: _Pack, workspace: forward.Workspace) -> None:
         start = time.perf_counter()
+        cuda, peak = self.device.type == "cuda", 0
         try:
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(self.device)
             inputs = forward.build_pack_inputs(pack.segments, self.device, forward.chunk_tokens(self.model))
             hidden = forward.packed_hidden_states(self.model, inputs, workspace)  # [R, C] in row order
+            if cuda:  # wait for this pack's kernels only (not those another worker queued after them)
+                finished_event = torch.cuda.Event()
+                finished_event.record(torch.cuda.current_stream(self.device))
+                finished_event.synchronize()
+                peak = torch.cuda.max_memory_allocated(self.device)
         except Exception as error:
             workspace.release()  # an out-of-memory retry plans smaller packs: their buffers should not stack on it
             self._retry_or_fail(pack, error)
@@ -302,6 +319,8 @@ class PackScheduler:
                 call.packs += 1
                 call.tokens += pack.tokens_of[call]
                 call.compute_s += elapsed
+                if cuda:
+                    call.peak_memory_bytes = max(call.peak_memory_bytes or 0, peak)
                 if call.finished and call in self._calls:
                     self._calls.remove(call)
                     finished.append(call)

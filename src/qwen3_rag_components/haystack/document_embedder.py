@@ -66,8 +66,8 @@ class Qwen3DocumentEmbedder(EngineComponent):
             A Qwen3-Embedding hub id or a local folder (safetensors weights; no remote code is run).
         :param device: The device; `None` picks the best one here (and is saved as `None`, to pick again on load).
         :param dtype: `"float32"`, `"bfloat16"`, `"float16"` (or `"fp32"`, `"bf16"`, `"fp16"`);
-            `None`: bf16 on CUDA and AMX CPUs, else fp32. fp32 gives the official numbers (within 1e-5); bf16
-            is faster and agrees to about 1e-2 (see docs/fidelity.md).
+            `None`: bf16 on CUDA and on CPUs where bf16 measures faster, else fp32. fp32 gives the official numbers
+            (within 1e-5); bf16 is faster and agrees to about 1e-2 (see docs/fidelity.md).
         :param token: The Hugging Face token for private or gated models.
         :param local_files_only: If `True`, never download: use the local folder or the Hugging Face cache only.
         :param revision: The model revision (branch, tag or commit) on the Hugging Face Hub.

@@ -9,10 +9,10 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 from pydantic import model_validator
 
+from ..adapter_fields import EngineFields
 from ..engine import EmbedOptions, EmbedResult, EngineHolder, Qwen3EmbedEngine
 from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK
 from ..engine.prompts import check_list
-from ._common import EngineFields
 
 
 class Qwen3Embeddings(EngineFields, Embeddings):

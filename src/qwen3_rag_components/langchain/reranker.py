@@ -10,10 +10,10 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import field_validator
 
+from ..adapter_fields import EngineFields
 from ..engine import Qwen3RerankEngine, RerankOptions
 from ..engine.options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
 from ..engine.prompts import check_list
-from ._common import EngineFields
 
 
 class Qwen3Reranker(EngineFields, BaseDocumentCompressor):

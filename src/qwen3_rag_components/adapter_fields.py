@@ -1,12 +1,13 @@
-"""Fields and the engine holder shared by Qwen3Reranker and Qwen3Embeddings."""
+"""Fields and the engine holder shared by the pydantic adapters (LangChain's and LlamaIndex's classes); imports neither
+framework."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
-from ..engine import EmbedOptions, EngineHolder, LoadSpec, Qwen3EmbedEngine, Qwen3RerankEngine, RerankOptions, RunMeta
+from .engine import EmbedOptions, EngineHolder, LoadSpec, Qwen3EmbedEngine, Qwen3RerankEngine, RerankOptions, RunMeta
 
 
 class EngineFields(BaseModel):
@@ -18,15 +19,15 @@ class EngineFields(BaseModel):
     """Torch device such as ``"cpu"``, ``"cuda"`` or ``"cuda:1"``; ``None`` picks CUDA when available, else CPU."""
     dtype: str | None = None
     """``"float32"``, ``"bfloat16"`` or ``"float16"`` (or ``"fp32"``, ``"bf16"``, ``"fp16"``); ``None`` gives bf16
-    on CUDA and on CPUs with AMX, else fp32. fp32 gives the official numbers (within 1e-5); bf16 is faster and agrees
-    to about 1e-2 (see docs/fidelity.md)."""
+    on CUDA and on CPUs where bf16 products measure faster than fp32 (AMX, Zen 4), else fp32. fp32 gives the official
+    numbers (within 1e-5); bf16 is faster and agrees to about 1e-2 (see docs/fidelity.md)."""
     local_files_only: bool = False
     """Only use local files (a folder or the Hugging Face cache); never download."""
     revision: str | None = None
     """Hub revision (branch, tag or commit) to load."""
-    token: SecretStr | None = None
+    token: SecretStr | None = Field(default=None, exclude=True)
     """Hugging Face token for private or gated models; ``None`` falls back to the ``HF_TOKEN`` environment
-    variable or the token saved by ``hf auth login``."""
+    variable or the token saved by ``hf auth login``. Never serialised (``model_dump``, ``to_dict``, ``to_json``)."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, use_attribute_docstrings=True)
 

@@ -1,0 +1,141 @@
+"""Qwen3Rerank: a LlamaIndex node postprocessor that scores nodes with Qwen3-Reranker on the packed engine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from llama_index.core.callbacks import CBEventType, EventPayload
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
+from pydantic import field_validator
+
+from ..adapter_fields import EngineFields
+from ..engine import Qwen3RerankEngine, RerankOptions
+from ..engine.options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
+from ..engine.prompts import check_list
+
+
+class Qwen3Rerank(EngineFields, BaseNodePostprocessor):
+    """Reranks nodes with a Qwen3-Reranker checkpoint; the score is the official P("yes") in [0, 1].
+
+    Returns new ``NodeWithScore``s around the same nodes (ids and metadata untouched), best first (ties keep their
+    input order), cut to ``top_n``, as LlamaIndex's own rerankers do; the input ``NodeWithScore``s keep their
+    retrieval scores. The model is loaded on first use and shared with every other adapter (LlamaIndex, LangChain or
+    Haystack) that asks for the same checkpoint, device and dtype.
+
+    Example:
+        .. code-block:: python
+
+            from qwen3_rag_components.llamaindex import Qwen3Rerank
+
+            reranker = Qwen3Rerank(model="Qwen/Qwen3-Reranker-0.6B", top_n=3)
+            query_engine = index.as_query_engine(similarity_top_k=10, node_postprocessors=[reranker])
+            response = query_engine.query("What is the capital of China?")
+            response.source_nodes[0].score  # 0.99...
+
+            reranker.postprocess_nodes(nodes, query_str="What is the capital of China?")  # best 3, best first
+    """
+
+    engine_class: ClassVar[type] = Qwen3RerankEngine
+
+    model: str = DEFAULT_RERANKER
+    """Hub id or local folder of a Qwen3-Reranker checkpoint (0.6B, 4B or 8B; safetensors, no remote code)."""
+    top_n: int | None = 3
+    """How many nodes to return, best first; ``None`` returns every node."""
+    instruction: str | None = None
+    """Task instruction of the prompt; ``None`` uses the official one ("Given a web search query, retrieve
+    relevant passages that answer the query")."""
+    metadata_mode: MetadataMode = MetadataMode.EMBED
+    """Which text of a node is scored: ``EMBED`` (the default of LlamaIndex's rerankers and embeddings: the text with
+    the metadata not in ``excluded_embed_metadata_keys``), ``LLM``, ``ALL``, or ``NONE`` for the text alone."""
+    max_length: int = DEFAULT_MAX_LENGTH
+    """Prompt tokens per node (the official value); longer texts are cut from their end."""
+    max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK
+    """Token budget of one forward pass: lower it to save memory, raise it for throughput on a large GPU."""
+    max_docs_per_pack: int | None = None
+    """Most nodes in one forward pass; ``None`` lets the token budget alone decide."""
+
+    @field_validator("top_n")
+    @classmethod
+    def _check_top_n(cls, top_n: int | None) -> int | None:
+        if top_n is not None and top_n < 1:
+            raise ValueError(f"top_n={top_n} is invalid: use an int >= 1, or None to return every node.")
+        return top_n
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "Qwen3Rerank"
+
+    def _engine_options(self) -> RerankOptions:
+        return RerankOptions(
+            instruction=self.instruction,
+            max_length=self.max_length,
+            max_tokens_per_pack=self.max_tokens_per_pack,
+            max_docs_per_pack=self.max_docs_per_pack,
+        )
+
+    def _postprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        """The best ``top_n`` nodes, best first, scored against ``query_bundle.query_str``."""
+        query = _check_call(nodes, query_bundle)
+        if not nodes:
+            return []
+        with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
+            holder = self.holder
+            result = holder.engine.score_with_meta(query, self._texts(nodes))
+            holder.record(result.meta)
+            ranked = _ranked(nodes, result.scores, self.top_n)
+            event.on_end(payload={EventPayload.NODES: ranked})
+        return ranked
+
+    async def _apostprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        """Like the sync path, awaiting the model's shared scheduler (no thread held while it computes)."""
+        query = _check_call(nodes, query_bundle)
+        if not nodes:
+            return []
+        with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
+            holder = self.holder
+            result = await (await holder.engine_async()).score_with_meta_async(query, self._texts(nodes))
+            holder.record(result.meta)
+            ranked = _ranked(nodes, result.scores, self.top_n)
+            event.on_end(payload={EventPayload.NODES: ranked})
+        return ranked
+
+    def _texts(self, nodes: Sequence[NodeWithScore]) -> list[str]:
+        return [item.node.get_content(metadata_mode=self.metadata_mode) for item in nodes]
+
+    def _payload(self, nodes: Sequence[NodeWithScore], query: str) -> dict[EventPayload, object]:
+        return {
+            EventPayload.NODES: nodes,
+            EventPayload.MODEL_NAME: self.model,
+            EventPayload.QUERY_STR: query,
+            EventPayload.TOP_K: self.top_n,
+        }
+
+
+def _ranked(nodes: Sequence[NodeWithScore], scores: list[float], top_n: int | None) -> list[NodeWithScore]:
+    """New ``NodeWithScore``s around the same nodes, best first; ``scores[i]`` belongs to ``nodes[i]``."""
+    order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)  # stable: ties keep input order
+    return [NodeWithScore(node=nodes[i].node, score=scores[i]) for i in order[:top_n]]
+
+
+def _check_call(nodes: Sequence[NodeWithScore], query_bundle: QueryBundle | None) -> str:
+    """The query string; raise on a missing query or on anything but a list of ``NodeWithScore``."""
+    if query_bundle is None:
+        raise ValueError(
+            "Qwen3Rerank needs the query: call postprocess_nodes(nodes, query_str=...) "
+            "or postprocess_nodes(nodes, query_bundle=QueryBundle(...))."
+        )
+    query = query_bundle.query_str
+    if not isinstance(query, str):  # the engine's words, before the model loads
+        raise TypeError(f"query is {type(query).__name__} ({query!r:.80}); it must be a str.")
+    check_list(nodes, "nodes", "NodeWithScore")
+    for index, item in enumerate(nodes):
+        if not isinstance(item, NodeWithScore):
+            hint = f": wrap it as NodeWithScore(node=nodes[{index}])" if isinstance(item, BaseNode) else ""
+            raise TypeError(f"nodes[{index}] is {type(item).__name__}; Qwen3Rerank takes NodeWithScore objects{hint}.")
+    return query
