@@ -1,12 +1,14 @@
-"""Check a device in a few minutes: fidelity of both dtypes against the official fp32 code, and speed against
-sentence-transformers in the device's default dtype, on random checkpoints of the real 0.6B geometry.
+"""Check a device in a few minutes: fidelity of both dtypes against the official fp32 code, speed against
+sentence-transformers in the device's default dtype, and (CUDA) the peak memory of one pack of 1, 2k and 8k tokens, on
+random checkpoints of the real 0.6B geometry.
 
     python bench/device_check.py --device cuda               # 28 layers, 100 passages, 150 texts; < 5 min on a GPU
     python bench/device_check.py --device cpu --layers 2 --documents 10
 
 Checks (exit code 1 when one fails): the engine in fp32 within 1e-5 of the official fp32 scores and vectors; in bf16
-scores within 2e-2 (``--bf16-score-bound``) and vectors at cosine >= 0.999. Speed is a side-by-side ratio (best of
-``--repeat``), no target.
+scores within 2e-2 (``--bf16-score-bound``) and vectors at cosine >= 0.999; a pack's memory above the weights growing
+linearly with its tokens (8k tokens at most 6x 2k's: a score matrix would make it 16x). Speed is a side-by-side ratio
+(best of ``--repeat``), no target.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from tests.oracle import official_rerank_scores
 
 from common import WORKLOADS, cpu_flags, cpu_name, make_workload, random_checkpoint, release_memory
 from embed import QUERIES, official_peer, our_peer, sentence_transformer_peer
-from qwen3_rag_components import Qwen3RerankEngine
+from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
+from qwen3_rag_components.engine.attention import uses_flex
+from qwen3_rag_components.engine.forward import build_pack_inputs, packed_hidden_states
 from qwen3_rag_components.engine.meta import dtype_name
 from qwen3_rag_components.engine.placement import choose_dtype
 from rerank import with_chat_template
@@ -95,8 +99,9 @@ def check_rerank(args: argparse.Namespace, device: torch.device, dtypes: list[st
         lambda: peer.predict(pairs, batch_size=args.batch_size, show_progress_bar=False), args.repeat, device
     )
     lines.append(
-        f"rerank speed in {fast}, 1 query + {len(documents)} passages: ours {ours:.2f} s, sentence-transformers "
-        f"CrossEncoder {theirs:.2f} s: ours x{theirs / ours:.2f}"
+        f"rerank speed in {fast}, 1 query + {len(documents)} passages: ours {ours:.2f} s "
+        f"({len(documents) / ours:.0f} docs/s), sentence-transformers CrossEncoder {theirs:.2f} s "
+        f"({len(documents) / theirs:.0f} docs/s): ours x{theirs / ours:.2f}"
     )
     print("\n".join(lines), flush=True)
     return failures
@@ -126,11 +131,47 @@ def check_embed(args: argparse.Namespace, device: torch.device, dtypes: list[str
     peer(documents[:2], queries[:1])  # warm-up
     theirs = best_seconds(lambda: peer(documents, queries), args.repeat, device)
     lines.append(
-        f"embed speed in {fast}, {len(documents)} documents + {len(queries)} queries: ours {ours:.2f} s, "
-        f"SentenceTransformer {theirs:.2f} s: ours x{theirs / ours:.2f}"
+        f"embed speed in {fast}, {len(documents)} documents + {len(queries)} queries: ours {ours:.2f} s "
+        f"({len(documents) / ours:.0f} docs/s), SentenceTransformer {theirs:.2f} s "
+        f"({len(documents) / theirs:.0f} docs/s): ours x{theirs / ours:.2f}"
     )
     print("\n".join(lines), flush=True)
     return failures
+
+
+MEMORY_TOKENS = (1, 2048, 8192)
+MAX_GROWTH = 6.0  # peak extra memory of 8k tokens over 2k tokens: 4 if linear, 16 with [H, T, T] scores
+
+
+def check_memory(args: argparse.Namespace, device: torch.device, dtype: str) -> list[str]:
+    """One embedding-style pack (a single row of T tokens: the longest attention) per size: the device's allocation
+    peak above the loaded weights, against the [H, T, T] fp32 score matrix a materialising attention would add."""
+    if device.type != "cuda":
+        print("attention memory: measured on CUDA only", flush=True)
+        return []
+    engine = Qwen3EmbedEngine.from_pretrained(
+        str(args.embedder or random_checkpoint("embedder", args.layers)), device=device, dtype=dtype
+    )
+    heads = engine.model.config.num_attention_heads
+    lines, extra = [f"attention: {'FlexAttention' if uses_flex(device) else 'SDPA buckets'}, {dtype}"], {}
+    for tokens in MEMORY_TOKENS:
+        inputs = build_pack_inputs([((), [list(range(100, 100 + tokens))])], device)
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        packed_hidden_states(engine.model, inputs)
+        torch.cuda.synchronize(device)
+        extra[tokens] = torch.cuda.max_memory_allocated(device) - base
+        scores = heads * tokens * tokens * 4
+        lines.append(
+            f"pack of {tokens} tokens: peak {extra[tokens] / 2**20:.1f} MiB above the weights "
+            f"({extra[tokens] / tokens / 1024:.1f} KiB/token; one fp32 score matrix would be {scores / 2**20:.1f} MiB)"
+        )
+    growth = extra[MEMORY_TOKENS[2]] / extra[MEMORY_TOKENS[1]]
+    verdict = "ok" if growth <= MAX_GROWTH else "FAILED"
+    lines.append(f"memory growth 8k / 2k tokens: x{growth:.2f} (linear: x4, bound x{MAX_GROWTH:g}) {verdict}")
+    print("\n".join(lines), flush=True)
+    return [] if verdict == "ok" else [lines[-1]]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -163,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     failures = check_rerank(args, device, dtypes, dtype_name(fast))
     failures += check_embed(args, device, dtypes, dtype_name(fast))
+    failures += check_memory(args, device, dtype_name(fast))
     print(f"total {time.perf_counter() - start:.0f} s; {'FAILED: ' + '; '.join(failures) if failures else 'all ok'}")
     return 1 if failures else 0
 

@@ -25,4 +25,5 @@ def test_device_check_runs_on_cpu(reranker_paths, embedder_paths, tmp_path):
         for dtype in ("float32", "bfloat16"):
             assert re.search(rf"^{kind} {dtype}: max \|Δ\| .* ok$", out, re.MULTILINE), out
         assert re.search(rf"^{kind} speed in float32, .*: ours x[\d.]+$", out, re.MULTILINE), out
+    assert "attention memory: measured on CUDA only" in out
     assert out.rstrip().endswith("all ok")

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import qwen3_rag_components.engine.forward as forward_module
+import qwen3_rag_components.engine.scheduler as scheduler_module
 from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
 from qwen3_rag_components.engine.scheduler import Job, PackScheduler, join_workers
 
@@ -319,3 +320,9 @@ def test_the_event_loop_keeps_its_pace(reranker, monkeypatch):
     longest_gap, total = asyncio.run(main())
     assert total >= 0.5  # 12+ packs of 50 ms each
     assert longest_gap < 0.2 < total / 2
+
+
+def test_two_packs_are_in_flight_per_gpu_and_one_per_cpu():
+    """On CUDA one worker plans the next pack while the other's kernels run; on a CPU one forward takes every core."""
+    assert scheduler_module._device_slot(torch.device("cuda:7"))[1] == 2
+    assert scheduler_module._device_slot(torch.device("cpu"))[1] == 1

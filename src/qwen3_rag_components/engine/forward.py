@@ -389,10 +389,13 @@ def padded_readout(readout: torch.Tensor, rows: int) -> torch.Tensor:
 def compile_steps(model: Qwen3Model) -> None:
     """Where the fused steps apply (bf16, fp16), compile them now, on a tiny pack laid out as real ones are: prefixes
     with two items and with one (reranking; one readout is a size of its own to the compiler), and a row without a
-    prefix (embedding)."""
+    prefix (embedding). Where packs run FlexAttention (CUDA), that tiny pack also compiles its kernel, in every dtype:
+    at load, not in the first caller's time."""
     segments = [([1, 2, 3], [[4, 5], [6, 7, 8, 9]]), ([1, 2, 3], [[10, 11]]), ((), [[12, 13, 14]])]
     device = model.embed_tokens.weight.device
     compile_once(model, lambda: packed_hidden_states(model, build_pack_inputs(segments, device)))
+    if uses_flex(device):
+        packed_hidden_states(model, build_pack_inputs(segments, device))
 
 
 @dataclass

@@ -55,7 +55,7 @@ _slots_lock = threading.Lock()
 
 
 def set_concurrent_packs(device: str | torch.device, packs: int) -> None:
-    """How many packs may run at once on ``device`` across all loaded models (default 1).
+    """How many packs may run at once on ``device`` across all loaded models (default 1; 2 on CUDA).
 
     One at a time is right on a CPU, where one forward already uses every core. On CUDA the default is 2: while one
     worker waits for its pack's kernels, the other plans the next pack and queues its kernels behind them, so the GPU
