@@ -205,7 +205,7 @@ def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=[*BENCH_DTYPES, "both"],
         default=None,
-        help="dtype of every peer (default: both where dtype=None picks bf16 on this CPU, by measurement; else float32)",
+        help="dtype of every peer (default: both where dtype=None picks bf16 on this CPU, measured; else float32)",
     )
 
 

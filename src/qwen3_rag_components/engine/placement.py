@@ -69,8 +69,10 @@ def check_dtype(dtype: object, name: str = "dtype") -> None:
 # (shared machines swing by tens of per cent), and enough to pay for the elementwise work bf16 adds around them.
 BF16_MARGIN = 1.3
 # The probe: one product at a Qwen3-0.6B MLP shape ([rows, hidden] x [hidden, intermediate]); the larger Qwen3 models'
-# products are larger, and run at least as close to the peak rate.
-PROBE_ROWS, PROBE_HIDDEN, PROBE_INTERMEDIATE = 128, 1024, 3072
+# products are larger, and run at least as close to the peak rate. 512 rows, not fewer: on an AVX2 EPYC, MKL's fp32
+# ran at 23 GFLOP/s with 128 rows but 41-121 with 512 and 82-103 with 2,048 (a pack's chunks have thousands), so a
+# smaller probe would flatter bf16 (0.39x at 128 rows, 0.15-0.25x at 512, 0.15-0.19x at 2,048).
+PROBE_ROWS, PROBE_HIDDEN, PROBE_INTERMEDIATE = 512, 1024, 3072
 PROBE_ROUNDS = 3
 CACHE_FILE = "cpu_dtype.json"  # under $XDG_CACHE_HOME/qwen3_rag_components (~/.cache by default)
 
@@ -136,7 +138,7 @@ def cache_path() -> Path:
 @functools.cache
 def cpu_matmul_rates() -> MatmulRates:
     """This CPU's probe rates: measured once per process, and kept on disk per :func:`cpu_key` so later processes
-    skip the ~50-500 ms (delete the file to measure again)."""
+    skip the 0.2-1 s it takes (delete the file to measure again)."""
     key, path = cpu_key(), cache_path()
     try:
         known = json.loads(path.read_text())
