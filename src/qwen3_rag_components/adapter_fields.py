@@ -5,9 +5,20 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
-from .engine import EmbedOptions, EngineHolder, LoadSpec, Qwen3EmbedEngine, Qwen3RerankEngine, RerankOptions, RunMeta
+from .engine import (
+    EmbedOptions,
+    EmbedResult,
+    EngineHolder,
+    LoadSpec,
+    Qwen3EmbedEngine,
+    Qwen3RerankEngine,
+    RerankOptions,
+    RunMeta,
+)
+from .engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
 
 
 class EngineFields(BaseModel):
@@ -64,3 +75,76 @@ class EngineFields(BaseModel):
     def last_meta(self) -> RunMeta | None:
         """What the last finished call computed (documents, packs, tokens, timings); ``None`` before the first."""
         return self._holder.last_meta if self._holder is not None else None
+
+
+class RerankFields(EngineFields):
+    """The reranker adapters' fields (LangChain's ``Qwen3Reranker``, LlamaIndex's ``Qwen3Rerank``)."""
+
+    engine_class: ClassVar[type] = Qwen3RerankEngine
+
+    model: str = DEFAULT_RERANKER
+    """Hub id or local folder of a Qwen3-Reranker checkpoint (0.6B, 4B or 8B; safetensors, no remote code)."""
+    top_n: int | None = 3
+    """How many inputs (documents, nodes) to return, best first; ``None`` returns every one."""
+    instruction: str | None = None
+    """Task instruction of the prompt; ``None`` uses the official one ("Given a web search query, retrieve
+    relevant passages that answer the query")."""
+    max_length: int = DEFAULT_MAX_LENGTH
+    """Prompt tokens per input (the official value); longer inputs are cut from their end."""
+    max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK
+    """Token budget of one forward pass: lower it to save memory, raise it for throughput on a large GPU."""
+    max_docs_per_pack: int | None = None
+    """Most inputs in one forward pass; ``None`` lets the token budget alone decide."""
+
+    @field_validator("top_n")
+    @classmethod
+    def _check_top_n(cls, top_n: int | None) -> int | None:
+        if top_n is not None and top_n < 1:
+            raise ValueError(f"top_n={top_n} is invalid: use an int >= 1, or None to return every input.")
+        return top_n
+
+    def _engine_options(self) -> RerankOptions:
+        return RerankOptions(
+            instruction=self.instruction,
+            max_length=self.max_length,
+            max_tokens_per_pack=self.max_tokens_per_pack,
+            max_docs_per_pack=self.max_docs_per_pack,
+        )
+
+
+class EmbedFields(EngineFields):
+    """The embedding adapters' fields (LangChain's ``Qwen3Embeddings``, LlamaIndex's ``Qwen3Embedding``)."""
+
+    engine_class: ClassVar[type] = Qwen3EmbedEngine
+
+    model: str = DEFAULT_EMBEDDER
+    """Hub id or local folder of a Qwen3-Embedding checkpoint (0.6B, 4B or 8B; safetensors, no remote code)."""
+    instruction: str | None = None
+    """Task instruction put before each query; ``None`` uses the official one ("Given a web search query, retrieve
+    relevant passages that answer the query"). Documents and texts never get one."""
+    dimensions: int | None = None
+    """Keep the first ``dimensions`` values of each vector (MRL, 1 to the hidden size), then normalise; ``None``
+    keeps the full vector (1024 / 2560 / 4096 for 0.6B / 4B / 8B)."""
+    normalize: bool = True
+    """L2-normalise the vectors (so that dot product equals cosine similarity)."""
+    show_progress: bool = False
+    """Show a tqdm progress bar while embedding."""
+    max_length: int = DEFAULT_MAX_LENGTH
+    """Tokens per text including the appended ``<|endoftext|>`` (the official value); longer texts are cut."""
+    max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK
+    """Token budget of one forward pass: lower it to save memory, raise it for throughput on a large GPU."""
+
+    def _engine_options(self) -> EmbedOptions:
+        return EmbedOptions(
+            instruction=self.instruction,
+            dimensions=self.dimensions,
+            normalize=self.normalize,
+            max_length=self.max_length,
+            max_tokens_per_pack=self.max_tokens_per_pack,
+        )
+
+
+def recorded_vectors(holder: EngineHolder[Any], result: EmbedResult) -> np.ndarray:
+    """The result's ``[N, d]`` vectors, its meta kept as the holder's last."""
+    holder.record(result.meta)
+    return result.embeddings

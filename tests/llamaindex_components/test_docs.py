@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen3_rag_components.adapter_fields import EngineFields
+from qwen3_rag_components.adapter_fields import EmbedFields, RerankFields
 from qwen3_rag_components.llamaindex import Qwen3Embedding, Qwen3Rerank
 
 DOCS = Path(__file__).parents[2] / "docs" / "llamaindex.md"
@@ -23,7 +23,7 @@ def documented_fields(heading: str) -> dict[str, str]:
 
 def own_fields(cls: type) -> list[str]:
     """The fields ``cls`` adds to LlamaIndex's base class, or redefines (``embed_batch_size``)."""
-    ours = set(EngineFields.model_fields) | set(vars(cls).get("__annotations__", {}))
+    ours = set(RerankFields.model_fields) | set(EmbedFields.model_fields) | set(vars(cls).get("__annotations__", {}))
     return [name for name in cls.model_fields if name in ours]
 
 

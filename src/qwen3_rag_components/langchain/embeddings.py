@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, ClassVar
+from typing import Any
 
-import numpy as np
 from langchain_core.embeddings import Embeddings
 from pydantic import model_validator
 
-from ..adapter_fields import EngineFields
-from ..engine import EmbedOptions, EmbedResult, EngineHolder, Qwen3EmbedEngine
-from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK
+from ..adapter_fields import EmbedFields, recorded_vectors
 from ..engine.prompts import check_list
 
 
-class Qwen3Embeddings(EngineFields, Embeddings):
+class Qwen3Embeddings(EmbedFields, Embeddings):
     """Embeds documents and queries with a Qwen3-Embedding checkpoint, exactly as the official code does.
 
     Documents are embedded as they are; queries as ``"Instruct: {instruction}\\nQuery:{query}"``. Vectors are
@@ -36,26 +33,6 @@ class Qwen3Embeddings(EngineFields, Embeddings):
             embeddings.embed_query("What is the capital of China?")  # 256 floats, unit length
     """
 
-    engine_class: ClassVar[type] = Qwen3EmbedEngine
-
-    model: str = DEFAULT_EMBEDDER
-    """Hub id or local folder of a Qwen3-Embedding checkpoint (0.6B, 4B or 8B; safetensors, no remote code)."""
-    instruction: str | None = None
-    """Task instruction put before each query (``query_instruction`` before 0.2, still accepted); ``None`` uses the
-    official one ("Given a web search query, retrieve
-    relevant passages that answer the query"). Documents never get one."""
-    dimensions: int | None = None
-    """Keep the first ``dimensions`` values of each vector (MRL, 1 to the hidden size), then normalise; ``None``
-    keeps the full vector (1024 / 2560 / 4096 for 0.6B / 4B / 8B)."""
-    normalize: bool = True
-    """L2-normalise the vectors (so that dot product equals cosine similarity)."""
-    show_progress: bool = False
-    """Show a tqdm progress bar while embedding."""
-    max_length: int = DEFAULT_MAX_LENGTH
-    """Tokens per text including the appended ``<|endoftext|>`` (the official value); longer texts are cut."""
-    max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK
-    """Token budget of one forward pass: lower it to save memory, raise it for throughput on a large GPU."""
-
     @model_validator(mode="before")
     @classmethod
     def _renamed_query_instruction(cls, data: Any) -> Any:
@@ -69,27 +46,18 @@ class Qwen3Embeddings(EngineFields, Embeddings):
             data = {("instruction" if key == "query_instruction" else key): value for key, value in data.items()}
         return data
 
-    def _engine_options(self) -> EmbedOptions:
-        return EmbedOptions(
-            instruction=self.instruction,
-            dimensions=self.dimensions,
-            normalize=self.normalize,
-            max_length=self.max_length,
-            max_tokens_per_pack=self.max_tokens_per_pack,
-        )
-
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """One vector per text, in input order (documents get no instruction)."""
         if not _check_texts(texts):
             return []
         holder = self.holder
-        return _vectors(holder, holder.engine.encode(list(texts), progress=self.show_progress)).tolist()
+        return recorded_vectors(holder, holder.engine.encode(list(texts), progress=self.show_progress)).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         """The vector of one query, formatted with ``instruction``."""
         _check_query(text)
         holder = self.holder
-        return _vectors(holder, holder.engine.encode([text], is_query=True))[0].tolist()
+        return recorded_vectors(holder, holder.engine.encode([text], is_query=True))[0].tolist()
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Like :meth:`embed_documents`, awaiting the model's shared scheduler (no thread held while it computes)."""
@@ -97,20 +65,14 @@ class Qwen3Embeddings(EngineFields, Embeddings):
             return []
         holder = self.holder
         engine = await holder.engine_async()
-        return _vectors(holder, await engine.encode_async(list(texts), progress=self.show_progress)).tolist()
+        return recorded_vectors(holder, await engine.encode_async(list(texts), progress=self.show_progress)).tolist()
 
     async def aembed_query(self, text: str) -> list[float]:
         """Like :meth:`embed_query`, awaiting the model's shared scheduler (no thread held while it computes)."""
         _check_query(text)
         holder = self.holder
         engine = await holder.engine_async()
-        return _vectors(holder, await engine.encode_async([text], is_query=True))[0].tolist()
-
-
-def _vectors(holder: EngineHolder[Any], result: EmbedResult) -> np.ndarray:
-    """The result's ``[N, d]`` vectors, its meta kept as the holder's last."""
-    holder.record(result.meta)
-    return result.embeddings
+        return recorded_vectors(holder, await engine.encode_async([text], is_query=True))[0].tolist()
 
 
 def _check_texts(texts: list[str]) -> bool:

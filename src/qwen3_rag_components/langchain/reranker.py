@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from copy import deepcopy
-from typing import Any, ClassVar
+from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import field_validator
 
-from ..adapter_fields import EngineFields
-from ..engine import Qwen3RerankEngine, RerankOptions
-from ..engine.options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
+from ..adapter_fields import RerankFields
 from ..engine.prompts import check_list
 
 
-class Qwen3Reranker(EngineFields, BaseDocumentCompressor):
+class Qwen3Reranker(RerankFields, BaseDocumentCompressor):
     """Reranks documents with a Qwen3-Reranker checkpoint; the score is the official P("yes") in [0, 1].
 
     Returns new ``Document``s (same ``id``, deep-copied metadata plus ``metadata["relevance_score"]``), best first,
@@ -38,38 +35,8 @@ class Qwen3Reranker(EngineFields, BaseDocumentCompressor):
             # [{"index": 0, "relevance_score": 0.99...}, {"index": 1, "relevance_score": 0.00...}]
     """
 
-    engine_class: ClassVar[type] = Qwen3RerankEngine
-
-    model: str = DEFAULT_RERANKER
-    """Hub id or local folder of a Qwen3-Reranker checkpoint (0.6B, 4B or 8B; safetensors, no remote code)."""
-    top_n: int | None = 3
-    """How many documents to return, best first; ``None`` returns every document."""
     score_threshold: float | None = None
     """Documents scoring below this (P("yes"), from 0 to 1) are dropped; ``None`` keeps them all."""
-    instruction: str | None = None
-    """Task instruction of the prompt; ``None`` uses the official one ("Given a web search query, retrieve
-    relevant passages that answer the query")."""
-    max_length: int = DEFAULT_MAX_LENGTH
-    """Prompt tokens per document (the official value); longer documents are cut from their end."""
-    max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK
-    """Token budget of one forward pass: lower it to save memory, raise it for throughput on a large GPU."""
-    max_docs_per_pack: int | None = None
-    """Most documents in one forward pass; ``None`` lets the token budget alone decide."""
-
-    @field_validator("top_n")
-    @classmethod
-    def _check_top_n(cls, top_n: int | None) -> int | None:
-        if top_n is not None and top_n < 1:
-            raise ValueError(f"top_n={top_n} is invalid: use an int >= 1, or None to return every document.")
-        return top_n
-
-    def _engine_options(self) -> RerankOptions:
-        return RerankOptions(
-            instruction=self.instruction,
-            max_length=self.max_length,
-            max_tokens_per_pack=self.max_tokens_per_pack,
-            max_docs_per_pack=self.max_docs_per_pack,
-        )
 
     def rerank(
         self, documents: Sequence[str | Document], query: str, *, top_n: int | None = -1

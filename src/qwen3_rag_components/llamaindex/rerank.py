@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
-from pydantic import field_validator
 
-from ..adapter_fields import EngineFields
-from ..engine import Qwen3RerankEngine, RerankOptions
-from ..engine.options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
+from ..adapter_fields import RerankFields
 from ..engine.prompts import check_list
+from ..engine.rerank import ScoreResult
 
 
-class Qwen3Rerank(EngineFields, BaseNodePostprocessor):
+class Qwen3Rerank(RerankFields, BaseNodePostprocessor):
     """Reranks nodes with a Qwen3-Reranker checkpoint; the score is the official P("yes") in [0, 1].
 
     Returns new ``NodeWithScore``s around the same nodes (ids and metadata untouched), best first (ties keep their
@@ -37,43 +35,13 @@ class Qwen3Rerank(EngineFields, BaseNodePostprocessor):
             reranker.postprocess_nodes(nodes, query_str="What is the capital of China?")  # best 3, best first
     """
 
-    engine_class: ClassVar[type] = Qwen3RerankEngine
-
-    model: str = DEFAULT_RERANKER
-    """Hub id or local folder of a Qwen3-Reranker checkpoint (0.6B, 4B or 8B; safetensors, no remote code)."""
-    top_n: int | None = 3
-    """How many nodes to return, best first; ``None`` returns every node."""
-    instruction: str | None = None
-    """Task instruction of the prompt; ``None`` uses the official one ("Given a web search query, retrieve
-    relevant passages that answer the query")."""
     metadata_mode: MetadataMode = MetadataMode.EMBED
     """Which text of a node is scored: ``EMBED`` (the default of LlamaIndex's rerankers and embeddings: the text with
     the metadata not in ``excluded_embed_metadata_keys``), ``LLM``, ``ALL``, or ``NONE`` for the text alone."""
-    max_length: int = DEFAULT_MAX_LENGTH
-    """Prompt tokens per node (the official value); longer texts are cut from their end."""
-    max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK
-    """Token budget of one forward pass: lower it to save memory, raise it for throughput on a large GPU."""
-    max_docs_per_pack: int | None = None
-    """Most nodes in one forward pass; ``None`` lets the token budget alone decide."""
-
-    @field_validator("top_n")
-    @classmethod
-    def _check_top_n(cls, top_n: int | None) -> int | None:
-        if top_n is not None and top_n < 1:
-            raise ValueError(f"top_n={top_n} is invalid: use an int >= 1, or None to return every node.")
-        return top_n
 
     @classmethod
     def class_name(cls) -> str:
         return "Qwen3Rerank"
-
-    def _engine_options(self) -> RerankOptions:
-        return RerankOptions(
-            instruction=self.instruction,
-            max_length=self.max_length,
-            max_tokens_per_pack=self.max_tokens_per_pack,
-            max_docs_per_pack=self.max_docs_per_pack,
-        )
 
     def _postprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
@@ -82,13 +50,8 @@ class Qwen3Rerank(EngineFields, BaseNodePostprocessor):
         query = _check_call(nodes, query_bundle)
         if not nodes:
             return []
-        with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
-            holder = self.holder
-            result = holder.engine.score_with_meta(query, self._texts(nodes))
-            holder.record(result.meta)
-            ranked = _ranked(nodes, result.scores, self.top_n)
-            event.on_end(payload={EventPayload.NODES: ranked})
-        return ranked
+        with self._reranking(nodes, query) as finish:
+            return finish(self.holder.engine.score_with_meta(query, self._texts(nodes)))
 
     async def _apostprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
@@ -97,13 +60,25 @@ class Qwen3Rerank(EngineFields, BaseNodePostprocessor):
         query = _check_call(nodes, query_bundle)
         if not nodes:
             return []
+        with self._reranking(nodes, query) as finish:
+            engine = await self.holder.engine_async()
+            return finish(await engine.score_with_meta_async(query, self._texts(nodes)))
+
+    @contextmanager
+    def _reranking(
+        self, nodes: list[NodeWithScore], query: str
+    ) -> Iterator[Callable[[ScoreResult], list[NodeWithScore]]]:
+        """LlamaIndex's RERANKING event around one engine call; ``finish(result)`` keeps the call's meta and returns
+        the ranked nodes."""
         with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
-            holder = self.holder
-            result = await (await holder.engine_async()).score_with_meta_async(query, self._texts(nodes))
-            holder.record(result.meta)
-            ranked = _ranked(nodes, result.scores, self.top_n)
-            event.on_end(payload={EventPayload.NODES: ranked})
-        return ranked
+
+            def finish(result: ScoreResult) -> list[NodeWithScore]:
+                self.holder.record(result.meta)
+                ranked = _ranked(nodes, result.scores, self.top_n)
+                event.on_end(payload={EventPayload.NODES: ranked})
+                return ranked
+
+            yield finish
 
     def _texts(self, nodes: Sequence[NodeWithScore]) -> list[str]:
         return [item.node.get_content(metadata_mode=self.metadata_mode) for item in nodes]
