@@ -46,6 +46,7 @@ serve: $(STAMP)
 docs: $(STAMP)
 	$(PY) -m pip install -q -e ".[docs]"
 	$(PY) docs/figures.py
+	$(PY) docs/example_outputs.py
 	$(VENV)/bin/mkdocs build --strict
 
 clean:
