@@ -21,7 +21,7 @@ import psutil
 import torch
 
 from qwen3_rag_components.engine.forward import trim_heap
-from qwen3_rag_components.engine.placement import choose_dtype
+from qwen3_rag_components.engine.placement import choose_dtype, cpu_info
 from qwen3_rag_components.engine.scheduler import join_workers
 from qwen3_rag_components.testing import QWEN3_0_6B, write_embedding_checkpoint, write_reranker_checkpoint
 
@@ -239,21 +239,14 @@ def dtype_json_path(path: Path, dtype: str, dtypes: list[str]) -> Path:
 
 def cpu_flags() -> str:
     """The CPU flags that decide fp32 and bf16 matmul speed, as /proc/cpuinfo lists them."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
+    flags = cpu_info()[1]
+    if not flags:
         return "unknown"
     return " ".join(flag for flag in MATMUL_FLAGS if flag in flags) or "none of " + " ".join(MATMUL_FLAGS)
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_info()[0]
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 logger = logging.getLogger(__name__)
@@ -101,19 +102,30 @@ def uses_flex(device: torch.device) -> bool:
     return device.type != "cpu"
 
 
+def tokens_of_rows(
+    rows: Sequence[tuple[int, int, int]],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per token of a pack whose rows, in flat order, are ``(length, first token it may see, its prefix's row or
+    -1)``: ([T] its row, [T] the first token it may see, [T] its prefix's row)."""
+    lengths, first_visible, prefix_rows = (torch.tensor(column) for column in zip(*rows, strict=True))
+    row_ids = torch.arange(len(rows))
+    return tuple(column.repeat_interleave(lengths) for column in (row_ids, first_visible, prefix_rows))
+
+
 def build_flex_plan(
-    queries: Sequence[int], row_of: Sequence[int], first_visible: Sequence[int], prefix_row_of: Sequence[int]
+    queries: Sequence[int], row_of: torch.Tensor, first_visible: torch.Tensor, prefix_row_of: torch.Tensor
 ) -> FlexPlan:
     """The plan of ``queries`` (flat token indices, ascending) over a pack whose token t is in row ``row_of[t]``, sees
     nothing before ``first_visible[t]`` (its group's prefix start, or its row's start) and has its prefix in row
-    ``prefix_row_of[t]``. Built on the CPU: the worker copies it to the device with the pack's other inputs."""
+    ``prefix_row_of[t]`` (all three [T], from :func:`tokens_of_rows`). Built on the CPU: the worker copies it to the
+    device with the pack's other inputs."""
     num_tokens, num_queries = len(row_of), len(queries)
     query_index = torch.tensor(queries, dtype=torch.int64)
     query_tiles = -(-num_queries // FLEX_BLOCK)
     key_tiles = -(-num_tokens // FLEX_BLOCK)
     padded_queries = torch.cat([query_index, query_index[-1:].expand(query_tiles * FLEX_BLOCK - num_queries)])
     tiles = padded_queries.view(query_tiles, FLEX_BLOCK)
-    first = torch.tensor(first_visible, dtype=torch.int64)[tiles].amin(1) // FLEX_BLOCK  # [Qb] first key tile seen
+    first = first_visible[tiles].amin(1) // FLEX_BLOCK  # [Qb] first key tile seen
     last = tiles[:, -1] // FLEX_BLOCK  # [Qb] the tile of the tile's last query: no query sees past itself
     visits = last - first + 1
     kv_indices = (first[:, None] + torch.arange(key_tiles)[None, :]).clamp_(max=key_tiles - 1)  # [Qb, Kb]
@@ -122,8 +134,8 @@ def build_flex_plan(
         queries=padded_queries,
         num_queries=num_queries,
         num_tokens=num_tokens,
-        row_of=torch.tensor([*row_of, *[-2] * pad], dtype=torch.int32),
-        prefix_row_of=torch.tensor([*prefix_row_of, *[-1] * pad], dtype=torch.int32),
+        row_of=F.pad(row_of, (0, pad), value=-2).to(torch.int32),
+        prefix_row_of=F.pad(prefix_row_of, (0, pad), value=-1).to(torch.int32),
         kv_num_blocks=visits.to(torch.int32)[None, None],
         kv_indices=kv_indices.to(torch.int32)[None, None],
     )

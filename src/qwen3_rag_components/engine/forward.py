@@ -28,6 +28,7 @@ from .attention import (
     merge_states,
     packed_attention,
     to_device,
+    tokens_of_rows,
     uses_flex,
     workspace_size,
 )
@@ -57,28 +58,21 @@ def build_pack_inputs(
     rows: list[Row] = []
     item_rows: list[Row] = []
     prefix_parts: list[tuple[slice, slice, slice]] = []  # (prefix tokens, its items' tokens, their item rows)
-    row_of: list[int] = []  # per token, for a FlexPlan: its row, the first token it sees, its prefix's row
-    first_visible: list[int] = []
-    prefix_row_of: list[int] = []
+    spans: list[tuple[int, int, int]] = []  # per row, flat order (FlexPlan): (length, first token seen, prefix row)
     for prefix, items in segments:
         prefix_start, prefix_row = len(token_ids), -1
         if prefix:
-            prefix_row = len(rows) + len(item_rows)
+            prefix_row = len(spans)
             rows.append(Row(prefix_start, len(prefix)))
+            spans.append((len(prefix), prefix_start, -1))
             token_ids.extend(prefix)
             positions.extend(range(len(prefix)))
-            row_of.extend([prefix_row] * len(prefix))
-            first_visible.extend([prefix_start] * len(prefix))
-            prefix_row_of.extend([-1] * len(prefix))
         items_start, first_item = len(token_ids), len(item_rows)
         for item in items:
-            item_row, item_start = len(rows) + len(item_rows), len(token_ids)
-            item_rows.append(Row(item_start, len(item)))
+            item_rows.append(Row(len(token_ids), len(item)))
+            spans.append((len(item), prefix_start if prefix else len(token_ids), prefix_row))
             token_ids.extend(item)
             positions.extend(range(len(prefix), len(prefix) + len(item)))
-            row_of.extend([item_row] * len(item))
-            first_visible.extend([prefix_start if prefix else item_start] * len(item))
-            prefix_row_of.extend([prefix_row] * len(item))
         if prefix and items:
             group_items = slice(first_item, len(item_rows))
             prefix_parts.append((slice(prefix_start, items_start), slice(items_start, len(token_ids)), group_items))
@@ -88,8 +82,9 @@ def build_pack_inputs(
     plan: AttentionPlan | FlexPlan
     readout_plan: AttentionPlan | FlexPlan
     if uses_flex(device):
-        plan = flex_plan_to(build_flex_plan(range(num_tokens), row_of, first_visible, prefix_row_of), device)
-        readout_plan = flex_plan_to(build_flex_plan(readout_list, row_of, first_visible, prefix_row_of), device)
+        per_token = tokens_of_rows(spans)  # [T] row, first token seen, prefix row
+        plan = flex_plan_to(build_flex_plan(range(num_tokens), *per_token), device)
+        readout_plan = flex_plan_to(build_flex_plan(readout_list, *per_token), device)
         readout = to_device(readout, device)
     else:
         readout = readout.to(device)

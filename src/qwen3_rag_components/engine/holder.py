@@ -12,7 +12,7 @@ from typing import Any, Generic
 from .cache import EngineT, shared_engine
 from .meta import RunMeta
 from .options import EmbedOptions, LoadSpec, RerankOptions
-from .placement import choose_dtype
+from .placement import choose_dtype, resolve_device
 
 
 class EngineHolder(Generic[EngineT]):
@@ -70,8 +70,8 @@ class EngineHolder(Generic[EngineT]):
 
     def record_nothing(self) -> RunMeta:
         """Record and return the meta of a call without inputs (the model is not loaded for it)."""
-        spec = self.spec.resolved()
-        return self.record(RunMeta.nothing(spec.device, spec.dtype, choose_dtype(self.spec.dtype, spec.device)[1]))
+        device = resolve_device(self.spec.device)
+        return self.record(RunMeta.nothing(device, *choose_dtype(self.spec.dtype, device)))
 
     def __deepcopy__(self, memo: dict[int, Any]) -> EngineHolder[EngineT]:
         return copy.copy(self)  # the engine is shared state, like the cache it comes from

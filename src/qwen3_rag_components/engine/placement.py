@@ -89,9 +89,10 @@ class MatmulRates:
         return self.bfloat16 / self.float32
 
 
-def cpu_key() -> str:
-    """What the probe's answer depends on: the CPU model and its flags, torch's version and its thread count."""
-    model, flags = "", ""
+def cpu_info() -> tuple[str, set[str]]:
+    """This CPU's model name and its flags, as Linux lists them in /proc/cpuinfo (elsewhere: the platform's name,
+    no flags)."""
+    model, flags = "", set()
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
@@ -99,11 +100,16 @@ def cpu_key() -> str:
                 if key.strip() == "model name" and not model:
                     model = value.strip()
                 elif key.strip() in ("flags", "Features") and not flags:
-                    flags = " ".join(sorted(value.split()))
+                    flags = set(value.split())
     except OSError:  # not Linux
         pass
-    model = model or platform.processor() or platform.machine()
-    digest = hashlib.sha1(flags.encode()).hexdigest()[:12]
+    return model or platform.processor() or platform.machine(), flags
+
+
+def cpu_key() -> str:
+    """What the probe's answer depends on: the CPU model and its flags, torch's version and its thread count."""
+    model, flags = cpu_info()
+    digest = hashlib.sha1(" ".join(sorted(flags)).encode()).hexdigest()[:12]
     return f"{model} | flags {digest} | torch {torch.__version__} | {torch.get_num_threads()} threads"
 
 
@@ -138,7 +144,7 @@ def cache_path() -> Path:
 @functools.cache
 def cpu_matmul_rates() -> MatmulRates:
     """This CPU's probe rates: measured once per process, and kept on disk per :func:`cpu_key` so later processes
-    skip the 0.2-1 s it takes (delete the file to measure again)."""
+    skip it (0.4-0.9 s on an AVX2 EPYC; delete the file to measure again)."""
     key, path = cpu_key(), cache_path()
     try:
         known = json.loads(path.read_text())
