@@ -18,6 +18,7 @@ from .loading import load_qwen3
 from .meta import Progress, RunMeta, progress_callback, run_meta
 from .options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, EmbedOptions, HasOptions, LoadSpec
 from .packing import dedup
+from .precision import Ranges, check_precision, check_ranges, quantize_embeddings
 from .prompts import (
     DEFAULT_EMBED_INSTRUCTION,
     ENDOFTEXT,
@@ -35,12 +36,14 @@ class _EmbedPlan:
     text_index: list[int]  # item of each input text
     dimensions: int | None
     normalize: bool
+    precision: str
+    ranges: Ranges | None
     truncated_documents: int
 
 
 @dataclass(frozen=True)
 class EmbedResult:
-    embeddings: np.ndarray  # [N, dimensions] float32, in input order
+    embeddings: np.ndarray  # [N, dimensions] float32 (or the precision's form), in input order
     meta: RunMeta
 
 
@@ -99,6 +102,8 @@ class Qwen3EmbedEngine(HasOptions):
         instruction: str | None = None,
         dimensions: int | None = None,
         normalize: bool = True,
+        precision: str = "float32",
+        ranges: Sequence[Sequence[float]] | np.ndarray | None = None,
         max_length: int = DEFAULT_MAX_LENGTH,
         max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
         local_files_only: bool = False,
@@ -111,11 +116,19 @@ class Qwen3EmbedEngine(HasOptions):
         measures faster, else fp32 (the exact path; see :func:`~qwen3_rag_components.engine.placement.choose_dtype`).
         The other arguments are
         :class:`~qwen3_rag_components.engine.options.LoadSpec` and
-        :class:`~qwen3_rag_components.engine.options.EmbedOptions` fields; ``dimensions`` and ``normalize`` are the
-        defaults of every call.
+        :class:`~qwen3_rag_components.engine.options.EmbedOptions` fields; ``dimensions``, ``normalize``,
+        ``precision`` and ``ranges`` are the defaults of every call.
         """
         spec = LoadSpec(model_name_or_path, device, dtype, local_files_only, revision, token)
-        options = EmbedOptions(instruction, dimensions, normalize, max_length, max_tokens_per_pack)
+        options = EmbedOptions(
+            instruction=instruction,
+            dimensions=dimensions,
+            normalize=normalize,
+            precision=precision,
+            ranges=check_ranges(ranges),
+            max_length=max_length,
+            max_tokens_per_pack=max_tokens_per_pack,
+        )
         return cls.load(spec, options)
 
     def embed_documents(
@@ -159,15 +172,20 @@ class Qwen3EmbedEngine(HasOptions):
         instruction: str | None = None,
         dimensions: int | None = None,
         normalize: bool | None = None,
+        precision: str | None = None,
+        ranges: Sequence[Sequence[float]] | np.ndarray | None = None,
         progress: bool | Progress = False,
     ) -> EmbedResult:
-        """Embeddings as a float32 ``[N, dimensions]`` array plus meta; the form to use for large corpora.
+        """Embeddings as an ``[N, dimensions]`` array plus meta; the form to use for large corpora.
 
-        ``instruction``, ``dimensions`` and ``normalize`` left at ``None`` take the engine's options.
+        ``instruction``, ``dimensions``, ``normalize``, ``precision`` and ``ranges`` left at ``None`` take the
+        engine's options. ``precision`` other than ``"float32"`` returns sentence-transformers' quantized forms
+        (see :mod:`~qwen3_rag_components.engine.precision`): ``int8``/``uint8`` ``[N, d]`` over ``ranges`` (per
+        dimension minima and maxima; ``None``: this call's own vectors), ``binary``/``ubinary`` ``[N, ceil(d / 8)]``.
         ``progress=True`` shows a tqdm bar; a callable gets ``(done, total)`` after each pack.
         """
         start = time.perf_counter()
-        plan = self._plan(texts, is_query, instruction, dimensions, normalize)
+        plan = self._plan(texts, is_query, instruction, dimensions, normalize, precision, ranges)
         with progress_callback(progress, len(plan.job.items), "Embedding") as callback:
             run = self.scheduler.run(plan.job, callback)
         return self._vectors(plan, run, start)
@@ -180,12 +198,16 @@ class Qwen3EmbedEngine(HasOptions):
         instruction: str | None = None,
         dimensions: int | None = None,
         normalize: bool | None = None,
+        precision: str | None = None,
+        ranges: Sequence[Sequence[float]] | np.ndarray | None = None,
         progress: bool | Progress = False,
     ) -> EmbedResult:
         """:meth:`encode` for the event loop: awaits the model's scheduler; cancelling drops the unstarted packs."""
         start = time.perf_counter()
         # tokenizing: off the loop
-        plan = await asyncio.to_thread(self._plan, texts, is_query, instruction, dimensions, normalize)
+        plan = await asyncio.to_thread(
+            self._plan, texts, is_query, instruction, dimensions, normalize, precision, ranges
+        )
         with progress_callback(progress, len(plan.job.items), "Embedding") as callback:
             run = await self.scheduler.run_async(plan.job, callback)
         return self._vectors(plan, run, start)
@@ -197,6 +219,8 @@ class Qwen3EmbedEngine(HasOptions):
         instruction: str | None,
         dimensions: int | None,
         normalize: bool | None,
+        precision: str | None,
+        ranges: Sequence[Sequence[float]] | np.ndarray | None,
     ) -> _EmbedPlan:
         """Check and tokenize: one item per distinct text, cut to ``max_length - 1`` tokens plus <|endoftext|>."""
         options = self.options
@@ -204,6 +228,13 @@ class Qwen3EmbedEngine(HasOptions):
         dimensions = options.dimensions if dimensions is None else dimensions
         check_dimensions(dimensions, self.hidden_size)
         normalize = options.normalize if normalize is None else normalize
+        precision = options.precision if precision is None else check_precision(precision)
+        checked_ranges = options.ranges if ranges is None else check_ranges(ranges)
+        if checked_ranges is not None and len(checked_ranges[0]) != (dimensions or self.hidden_size):
+            raise ValueError(
+                f"ranges cover {len(checked_ranges[0])} dimensions but the vectors have "
+                f"{dimensions or self.hidden_size}; compute them from vectors embedded with the same dimensions."
+            )
         if is_query:
             default = DEFAULT_EMBED_INSTRUCTION if options.instruction is None else options.instruction
             instruction = check_instruction(instruction, default)
@@ -220,17 +251,21 @@ class Qwen3EmbedEngine(HasOptions):
             text_index=text_index,
             dimensions=dimensions,
             normalize=normalize,
+            precision=precision,
+            ranges=checked_ranges,
             truncated_documents=sum(len(ids[i]) > kept for i in text_index),
         )
 
     def _vectors(self, plan: _EmbedPlan, run: PackedRun, start: float) -> EmbedResult:
-        """The embedding head (MRL cut, L2 normalisation) at each item's last token, back in input order."""
+        """The embedding head (MRL cut, L2 normalisation) at each item's last token, back in input order, then
+        the output precision (its ranges, when none are given, from these input-order vectors)."""
         vectors = embedding_head(run.hidden, plan.dimensions, plan.normalize)  # [U, d]
         embeddings = (
             vectors.cpu().numpy()[plan.text_index]
             if plan.text_index
             else np.zeros((0, plan.dimensions or self.hidden_size), np.float32)
         )
+        embeddings = quantize_embeddings(embeddings, plan.precision, plan.ranges)
         meta = run_meta(
             run,
             start,

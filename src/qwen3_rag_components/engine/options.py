@@ -16,6 +16,7 @@ import torch
 
 from .loading import is_local_path
 from .placement import check_dtype, parse_device, resolve_device, resolve_dtype
+from .precision import Ranges, check_precision, check_ranges
 from .prompts import check_instruction
 
 DEFAULT_RERANKER = "Qwen/Qwen3-Reranker-0.6B"  # the model every reranking adapter loads when none is named
@@ -87,6 +88,8 @@ class EmbedOptions:
     instruction: str | None = None  # the query instruction; None: the official one (documents never get one)
     dimensions: int | None = None  # keep the first values (MRL), 1 to the hidden size; None: the full vector
     normalize: bool = True  # L2-normalise after the MRL cut
+    precision: str = "float32"  # output: float32, int8, uint8, binary or ubinary (sentence-transformers rules)
+    ranges: Ranges | None = None  # int8/uint8: per-dimension (minima, maxima); None: from each call's vectors
     max_length: int = DEFAULT_MAX_LENGTH  # tokens per text including the appended <|endoftext|>
     max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK  # token budget of one forward pass
 
@@ -95,6 +98,8 @@ class EmbedOptions:
         check_positive_int("dimensions", self.dimensions, optional=True)
         if not isinstance(self.normalize, bool):
             raise TypeError(f"normalize must be True or False, got {self.normalize!r}.")
+        check_precision(self.precision)
+        object.__setattr__(self, "ranges", check_ranges(self.ranges))
         check_positive_int("max_length", self.max_length)
         if self.max_length < 2:
             raise ValueError(f"max_length={self.max_length} leaves no room for text before <|endoftext|>; use >= 2.")
