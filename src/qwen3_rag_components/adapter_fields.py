@@ -19,6 +19,7 @@ from .engine import (
     RunMeta,
 )
 from .engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
+from .engine.precision import check_ranges
 
 
 class EngineFields(BaseModel):
@@ -127,6 +128,13 @@ class EmbedFields(EngineFields):
     keeps the full vector (1024 / 2560 / 4096 for 0.6B / 4B / 8B)."""
     normalize: bool = True
     """L2-normalise the vectors (so that dot product equals cosine similarity)."""
+    precision: str = "float32"
+    """The vectors' precision, as in sentence-transformers: ``"float32"``, ``"int8"``/``"uint8"`` (256 buckets per
+    dimension over ``ranges``), ``"binary"``/``"ubinary"`` (sign bits packed 8 per byte, ``ceil(d / 8)`` values)."""
+    ranges: list[list[float]] | None = None
+    """For ``"int8"``/``"uint8"``: the minimum and maximum of each dimension (two lists, e.g.
+    ``quantization_ranges(calibration_vectors).tolist()``); ``None`` takes them from each call's own vectors, which
+    a single query cannot give."""
     show_progress: bool = False
     """Show a tqdm progress bar while embedding."""
     max_length: int = DEFAULT_MAX_LENGTH
@@ -139,6 +147,8 @@ class EmbedFields(EngineFields):
             instruction=self.instruction,
             dimensions=self.dimensions,
             normalize=self.normalize,
+            precision=self.precision,
+            ranges=check_ranges(self.ranges),
             max_length=self.max_length,
             max_tokens_per_pack=self.max_tokens_per_pack,
         )

@@ -57,6 +57,8 @@ def test_text_embedder_to_dict_defaults():
             "instruction": None,
             "dimensions": None,
             "normalize": True,
+            "precision": "float32",
+            "ranges": None,
             "max_length": 8192,
         },
     }
@@ -74,6 +76,8 @@ def test_document_embedder_to_dict_defaults():
             "revision": None,
             "dimensions": None,
             "normalize": True,
+            "precision": "float32",
+            "ranges": None,
             "max_length": 8192,
             "max_tokens_per_pack": 8192,
             "progress_bar": True,
@@ -90,6 +94,8 @@ TEXT_CUSTOM = {
         "instruction": "Retrieve code",
         "dimensions": 32,
         "normalize": False,
+        "precision": "int8",
+        "ranges": [[-0.5] * 32, [0.5] * 32],
         "max_length": 256,
     },
 }
@@ -99,6 +105,8 @@ DOC_CUSTOM = {
         **PLACEMENT,
         "dimensions": 32,
         "normalize": False,
+        "precision": "ubinary",
+        "ranges": None,
         "max_length": 256,
         "max_tokens_per_pack": 1024,
         "progress_bar": False,
@@ -110,7 +118,14 @@ DOC_CUSTOM = {
 
 def test_to_dict_custom():
     text = Qwen3TextEmbedder(
-        "my/embedder", **PLACEMENT_KWARGS, instruction="Retrieve code", dimensions=32, normalize=False, max_length=256
+        "my/embedder",
+        **PLACEMENT_KWARGS,
+        instruction="Retrieve code",
+        dimensions=32,
+        normalize=False,
+        precision="int8",
+        ranges=[[-0.5] * 32, [0.5] * 32],
+        max_length=256,
     )
     assert text.to_dict() == TEXT_CUSTOM
     document = Qwen3DocumentEmbedder(
@@ -118,6 +133,7 @@ def test_to_dict_custom():
         **PLACEMENT_KWARGS,
         dimensions=32,
         normalize=False,
+        precision="ubinary",
         max_length=256,
         max_tokens_per_pack=1024,
         progress_bar=False,
@@ -145,6 +161,9 @@ def test_from_dict_round_trip(cls, data):
         (Qwen3DocumentEmbedder, {"max_tokens_per_pack": 0}, "max_tokens_per_pack=0"),
         (Qwen3DocumentEmbedder, {"dimensions": 1.5}, "dimensions=1.5"),
         (Qwen3DocumentEmbedder, {"dtype": "half-ish"}, "is not supported"),
+        (Qwen3DocumentEmbedder, {"precision": "int4"}, "precision='int4' is not supported; use one of float32"),
+        (Qwen3DocumentEmbedder, {"ranges": [[0.0]]}, r"ranges must be 2 rows .* got shape \(1, 1\)"),
+        (Qwen3TextEmbedder, {"precision": "uint8"}, "embeds one query at a time, and precision='uint8' needs"),
     ],
 )
 def test_init_errors(cls, kwargs, match):
@@ -229,6 +248,23 @@ def test_document_embedder_options(embedder_model, reference_embedder, documents
     expected = reference_embedder.with_options(max_length=6).encode(texts, dimensions=8, normalize=False)
     assert expected.meta.truncated_documents > 0
     assert np.abs(np.array([d.embedding for d in result]) - expected.embeddings).max() <= 1e-5  # other packs
+
+
+def test_precision_equals_sentence_transformers_quantization(embedder_model, reference_embedder, documents):
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    texts = [d.content for d in documents]
+    floats = reference_embedder.encode(texts, dimensions=16).embeddings
+    ranges = [floats.min(axis=0).tolist(), floats.max(axis=0).tolist()]
+    embedder = Qwen3DocumentEmbedder(embedder_model, device=CPU, dimensions=16, precision="int8", progress_bar=False)
+    result = embedder.run(documents)["documents"]
+    assert [d.embedding for d in result] == quantize_embeddings(floats, "int8").tolist()
+    text = Qwen3TextEmbedder(embedder_model, device=CPU, dimensions=16, precision="uint8", ranges=ranges)
+    query = reference_embedder.encode([QUERY], is_query=True, dimensions=16).embeddings
+    expected = quantize_embeddings(query, "uint8", ranges=np.array(ranges)).tolist()[0]
+    assert text.run(QUERY)["embedding"] == expected
+    binary = Qwen3TextEmbedder(embedder_model, device=CPU, precision="binary").run(QUERY)["embedding"]
+    assert len(binary) == (reference_embedder.hidden_size + 7) // 8 and all(isinstance(x, int) for x in binary)
 
 
 def test_dimensions_above_the_hidden_size(embedder_model):

@@ -56,6 +56,21 @@ def test_dimensions_and_normalize(make_embeddings, reference_embedder):
         make_embeddings(dimensions=65).embed_query(QUERY)
 
 
+def test_precision_equals_sentence_transformers_quantization(make_embeddings, reference_embedder):
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    floats = reference_embedder.encode(TEXTS).embeddings
+    ranges = np.vstack((floats.min(axis=0), floats.max(axis=0)))
+    embeddings = make_embeddings(precision="uint8", ranges=ranges.tolist())
+    assert embeddings.embed_documents(TEXTS) == quantize_embeddings(floats, "uint8", ranges=ranges).tolist()
+    query = reference_embedder.encode([QUERY], is_query=True).embeddings
+    assert embeddings.embed_query(QUERY) == quantize_embeddings(query, "uint8", ranges=ranges).tolist()[0]
+    binary = make_embeddings(precision="ubinary").embed_documents(TEXTS)
+    assert binary == quantize_embeddings(floats, "ubinary").tolist()
+    with pytest.raises(ValueError, match="one vector has none; pass ranges=quantization_ranges"):
+        make_embeddings(precision="int8").embed_query(QUERY)
+
+
 def test_show_progress_writes_a_bar(make_embeddings, capsys):
     make_embeddings(show_progress=True).embed_documents(TEXTS)
     assert "Embedding" in capsys.readouterr().err
@@ -93,6 +108,8 @@ def test_instances_share_one_loaded_model(make_embeddings, embedder_model):
         ({"max_length": 0}, "max_length=0 is invalid"),
         ({"max_tokens_per_pack": 0}, "max_tokens_per_pack=0 is invalid"),
         ({"dtype": "float64"}, "dtype='float64' is not supported"),
+        ({"precision": "int4"}, "precision='int4' is not supported; use one of float32, int8"),
+        ({"ranges": [[1.0, 2.0]]}, r"ranges must be 2 rows of finite floats"),
     ],
 )
 def test_invalid_fields_are_rejected(fields, message):

@@ -76,3 +76,8 @@ def quantize_embeddings(vectors: np.ndarray, precision: str, ranges: Ranges | np
     steps = np.where(steps == 0, 1, steps)
     buckets = np.clip(np.floor((vectors - starts) / steps), 0, 255)  # [N, d] in 0..255
     return (buckets - 128).astype(np.int8) if precision == "int8" else buckets.astype(np.uint8)
+
+
+def ranges_as_lists(ranges: Ranges | None) -> list[list[float]] | None:
+    """``ranges`` as two plain lists, the form a saved pipeline or a JSON body holds."""
+    return None if ranges is None else [list(ranges[0]), list(ranges[1])]

@@ -12,6 +12,7 @@ from haystack.utils import ComponentDevice, Secret
 
 from ..engine import EmbedOptions, Qwen3EmbedEngine, RunMeta
 from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK
+from ..engine.precision import check_ranges, ranges_as_lists
 from ._common import EngineComponent, check_documents, texts_to_embed
 
 
@@ -53,6 +54,8 @@ class Qwen3DocumentEmbedder(EngineComponent):
         revision: str | None = None,
         dimensions: int | None = None,
         normalize: bool = True,
+        precision: str = "float32",
+        ranges: list[list[float]] | None = None,
         max_length: int = DEFAULT_MAX_LENGTH,
         max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
         progress_bar: bool = True,
@@ -75,6 +78,12 @@ class Qwen3DocumentEmbedder(EngineComponent):
             Keep the first `dimensions` values of each vector (Matryoshka); `None` keeps all.
         :param normalize:
             L2-normalise each vector (after cutting it to `dimensions`).
+        :param precision:
+            The vectors' precision, as in sentence-transformers: `"float32"`, `"int8"`, `"uint8"` (256 buckets per
+            dimension over `ranges`), `"binary"` or `"ubinary"` (sign bits packed 8 per byte, `ceil(d / 8)` values).
+        :param ranges:
+            For `"int8"`/`"uint8"`: the minimum and maximum of each dimension (two lists, e.g.
+            `quantization_ranges(calibration_vectors).tolist()`); `None` takes them from each run's own vectors.
         :param max_length:
             The maximum length in tokens; longer texts are cut from their end, as the official code does.
         :param max_tokens_per_pack:
@@ -89,7 +98,12 @@ class Qwen3DocumentEmbedder(EngineComponent):
             If an option is out of range.
         """
         options = EmbedOptions(
-            dimensions=dimensions, normalize=normalize, max_length=max_length, max_tokens_per_pack=max_tokens_per_pack
+            dimensions=dimensions,
+            normalize=normalize,
+            precision=precision,
+            ranges=check_ranges(ranges),
+            max_length=max_length,
+            max_tokens_per_pack=max_tokens_per_pack,
         )
         self._init_engine(Qwen3EmbedEngine, options, model, device, dtype, token, local_files_only, revision)
         self.progress_bar = progress_bar
@@ -101,6 +115,8 @@ class Qwen3DocumentEmbedder(EngineComponent):
         return dict(
             dimensions=options.dimensions,
             normalize=options.normalize,
+            precision=options.precision,
+            ranges=ranges_as_lists(options.ranges),
             max_length=options.max_length,
             max_tokens_per_pack=options.max_tokens_per_pack,
             progress_bar=self.progress_bar,

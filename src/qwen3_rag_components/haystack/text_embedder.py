@@ -10,6 +10,7 @@ from haystack.utils import ComponentDevice, Secret
 
 from ..engine import EmbedOptions, Qwen3EmbedEngine
 from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH
+from ..engine.precision import check_ranges, ranges_as_lists
 from ._common import EngineComponent
 
 
@@ -47,6 +48,8 @@ class Qwen3TextEmbedder(EngineComponent):
         instruction: str | None = None,
         dimensions: int | None = None,
         normalize: bool = True,
+        precision: str = "float32",
+        ranges: list[list[float]] | None = None,
         max_length: int = DEFAULT_MAX_LENGTH,
     ) -> None:
         """
@@ -68,13 +71,30 @@ class Qwen3TextEmbedder(EngineComponent):
             Keep the first `dimensions` values of the vector (Matryoshka); `None` keeps all.
         :param normalize:
             L2-normalise the vector (after cutting it to `dimensions`).
+        :param precision:
+            The vectors' precision, as in sentence-transformers: `"float32"`, `"int8"`, `"uint8"` (256 buckets per
+            dimension over `ranges`), `"binary"` or `"ubinary"` (sign bits packed 8 per byte, `ceil(d / 8)` values).
+        :param ranges:
+            For `"int8"`/`"uint8"`: the minimum and maximum of each dimension (two lists, e.g.
+            `quantization_ranges(calibration_vectors).tolist()`); `None` takes them from each run's own vectors.
         :param max_length:
             The maximum length in tokens; longer texts are cut from their end, as the official code does.
         :raises ValueError:
             If an option is out of range.
         """
+        if precision in ("int8", "uint8") and ranges is None:
+            raise ValueError(
+                f"Qwen3TextEmbedder embeds one query at a time, and precision={precision!r} needs the range of each "
+                "dimension: pass ranges=quantization_ranges(calibration_vectors).tolist() (the document embedder's "
+                "ranges), or use a binary precision."
+            )
         options = EmbedOptions(
-            instruction=instruction, dimensions=dimensions, normalize=normalize, max_length=max_length
+            instruction=instruction,
+            dimensions=dimensions,
+            normalize=normalize,
+            precision=precision,
+            ranges=check_ranges(ranges),
+            max_length=max_length,
         )
         self._init_engine(Qwen3EmbedEngine, options, model, device, dtype, token, local_files_only, revision)
 
@@ -84,6 +104,8 @@ class Qwen3TextEmbedder(EngineComponent):
             instruction=options.instruction,
             dimensions=options.dimensions,
             normalize=options.normalize,
+            precision=options.precision,
+            ranges=ranges_as_lists(options.ranges),
             max_length=options.max_length,
         )
 
