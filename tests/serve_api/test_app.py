@@ -73,6 +73,20 @@ def test_openai_embeddings_float_and_base64_documents_and_queries(client, refere
     assert np.array_equal(np.array(as_query["embedding"], np.float32), default_query)
 
 
+def test_openai_embeddings_precision_as_sentence_transformers(client, reference_embedder):
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    floats = reference_embedder.encode(DOCUMENTS, dimensions=8).embeddings
+    ranges = [floats.min(axis=0).tolist(), floats.max(axis=0).tolist()]
+    request = {"input": DOCUMENTS, "dimensions": 8, "precision": "int8", "ranges": ranges}
+    vectors = [d["embedding"] for d in post(client, "/v1/embeddings", request).json()["data"]]
+    assert vectors == quantize_embeddings(floats, "int8", ranges=np.array(ranges)).tolist()
+    request = {"input": DOCUMENTS, "dimensions": 8, "precision": "ubinary", "encoding_format": "base64"}
+    encoded = [d["embedding"] for d in post(client, "/v1/embeddings", request).json()["data"]]
+    packed = np.array([np.frombuffer(base64.b64decode(e), np.uint8) for e in encoded])
+    assert np.array_equal(packed, quantize_embeddings(floats, "ubinary"))
+
+
 def test_tei_embed(client, reference_embedder):
     raw = reference_embedder.encode(DOCUMENTS[:2], dimensions=4, normalize=False).embeddings
     body = post(client, "/embed", {"inputs": DOCUMENTS[:2], "dimensions": 4, "normalize": False}).json()
@@ -96,6 +110,9 @@ def test_tei_embed(client, reference_embedder):
         ("/v1/embeddings", {"input": [[1, 2]]}, 422, "input[0]", "Input should be a valid string"),
         ("/v1/embeddings", {"input": "a", "dimensions": 65}, 422, "dimensions", "dimensions=65 is out of range"),
         ("/v1/embeddings", {"input": "a", "encoding_format": "hex"}, 422, "encoding_format", "'float' or 'base64'"),
+        ("/v1/embeddings", {"input": "a", "precision": "int4"}, 422, "precision", "'float32', 'int8', 'uint8'"),
+        ("/v1/embeddings", {"input": "a", "precision": "int8"}, 422, "precision", "one vector has none; pass ranges"),
+        ("/v1/embeddings", {"input": "a", "precision": "int8", "ranges": [[0]]}, 422, "ranges", "got shape (1, 1)"),
         ("/embed", {"inputs": "a", "prompt_name": "passage"}, 422, "prompt_name", "'query' or 'document'"),
     ],
 )

@@ -107,7 +107,8 @@ def create_app(
         try:
             result = await engine.encode_async(texts, **options)
         except (TypeError, ValueError) as error:  # e.g. dimensions above the hidden size
-            raise RequestError(422, str(error), "dimensions" if "dimensions" in str(error) else None) from error
+            field = next((name for name in ("precision", "ranges", "dimensions") if name in str(error)), None)
+            raise RequestError(422, str(error), field) from error
         metrics.engine_call(model.name, model.holder.record(result.meta))
         return result.embeddings, result.meta
 
@@ -183,13 +184,20 @@ def create_app(
 
     @app.post("/v1/embeddings", dependencies=guarded)
     async def embeddings(body: EmbeddingsRequest) -> dict[str, Any]:
-        """OpenAI: one vector per input, in input order; ``encoding_format="base64"`` gives little-endian float32."""
+        """OpenAI: one vector per input, in input order; ``encoding_format="base64"`` gives the little-endian bytes
+        (float32, or 1 byte a value for the int8/uint8/binary ``precision``)."""
         model = served(embedder, "embedder", "--embedder")
         texts = [body.input] if isinstance(body.input, str) else body.input
         check_limits(texts, "input")
         is_query = body.input_type == "query" or body.instruction is not None
         vectors, meta = await embed(
-            model, texts, is_query=is_query, instruction=body.instruction, dimensions=body.dimensions
+            model,
+            texts,
+            is_query=is_query,
+            instruction=body.instruction,
+            dimensions=body.dimensions,
+            precision=body.precision,
+            ranges=body.ranges,
         )
         data = [
             {"object": "embedding", "index": i, "embedding": _encoded(vector, body.encoding_format)}
@@ -220,7 +228,8 @@ def create_app(
     return app
 
 
-def _encoded(vector: np.ndarray, encoding_format: str) -> list[float] | str:
+def _encoded(vector: np.ndarray, encoding_format: str) -> list[float] | list[int] | str:
     if encoding_format == "base64":
-        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+        little_endian = vector.astype("<f4") if vector.dtype == np.float32 else vector  # int8/uint8: 1 byte each
+        return base64.b64encode(little_endian.tobytes()).decode("ascii")
     return vector.tolist()
