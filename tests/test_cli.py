@@ -175,6 +175,21 @@ def test_embed_queries_to_npy(embedder_paths, expected, tmp_path):
     np.testing.assert_array_equal(vectors, np.array(expected["queries"], dtype=np.float32))
 
 
+def test_embed_precision_with_ranges_to_npy(embedder_paths, expected, tmp_path):
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    floats = np.array(expected["documents"], dtype=np.float32)
+    ranges = np.vstack((floats.min(axis=0), floats.max(axis=0)))
+    np.save(tmp_path / "ranges.npy", ranges)
+    path, output = write_lines(tmp_path / "texts.txt", DOCUMENTS), tmp_path / "codes.npy"
+    flags = ["--precision", "uint8", "--ranges", str(tmp_path / "ranges.npy"), "--output", str(output)]
+    result = run_cli("embed", str(path), "--model", str(embedder_paths["base"]), *flags)
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(np.load(output), quantize_embeddings(floats, "uint8", ranges=ranges))
+    binary = json_lines(run_cli("embed", str(path), "--model", str(embedder_paths["base"]), "--precision", "binary"))
+    assert [r["embedding"] for r in binary] == quantize_embeddings(floats, "binary").tolist()
+
+
 # --- errors and help: subprocesses ------------------------------------------------------------------------------------
 
 
@@ -263,6 +278,12 @@ def test_serve_needs_a_model(capsys):
 def test_embed_instruction_needs_query(capsys):
     assert cli.main(["embed", "--instruction", INSTRUCTION, "never-read.txt"]) == 2
     assert_one_error_line(capsys.readouterr().err, "--query")
+
+
+def test_embed_bad_ranges_file(capsys, tmp_path):
+    texts = write_lines(tmp_path / "texts.txt", DOCUMENTS)
+    assert cli.main(["embed", "--precision", "int8", "--ranges", str(tmp_path / "none.npy"), str(texts)]) == 2
+    assert_one_error_line(capsys.readouterr().err, "cannot read --ranges", "none.npy")
 
 
 def test_demo_forwards_everything(monkeypatch):

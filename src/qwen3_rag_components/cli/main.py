@@ -16,6 +16,7 @@ from .. import __version__
 from ..engine import EmbedOptions, LoadSpec, Qwen3EmbedEngine, Qwen3RerankEngine, RerankOptions
 from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
 from ..engine.placement import DTYPES
+from ..engine.precision import PRECISIONS
 from .serve import add_serve_command
 from .texts import PROG, CliError, float32_values, read_texts, report, show_progress, write_jsonl
 
@@ -74,19 +75,32 @@ def run_embed(args: argparse.Namespace) -> int:
         instruction=args.instruction,
         dimensions=args.dimensions,
         normalize=not args.no_normalize,
+        precision=args.precision,
+        ranges=read_ranges(args.ranges),
         max_tokens_per_pack=args.max_tokens_per_pack,
     )
     engine, load_ms = timed_load(lambda: Qwen3EmbedEngine.load(load_spec(args), options))
     result = engine.encode(texts, is_query=args.query, progress=show_progress(texts))
-    embeddings = np.asarray(result.embeddings, dtype=np.float32)  # [N, d], input order
+    embeddings = result.embeddings  # [N, d] float32 (or the precision's form), input order
+    values = float32_values if args.precision == "float32" else np.ndarray.tolist
     if args.output is None:
-        write_jsonl({"index": i, "embedding": float32_values(row)} for i, row in enumerate(embeddings))
+        write_jsonl({"index": i, "embedding": values(row)} for i, row in enumerate(embeddings))
     else:
         with args.output.open("wb") as file:  # np.save(path) would append ".npy" to other names
             np.save(file, embeddings)
     if args.verbose:
         report(result.meta, load_ms)
     return 0
+
+
+def read_ranges(path: Path | None) -> np.ndarray | None:
+    """``--ranges``: a ``[2, d]`` .npy of each dimension's minima and maxima."""
+    if path is None:
+        return None
+    try:
+        return np.load(path)
+    except (OSError, ValueError) as error:
+        raise CliError(f"cannot read --ranges {path}: {error}; save a [2, d] array with np.save", code=2) from error
 
 
 def run_demo(argv: list[str]) -> int:
@@ -187,11 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
         f"{PROG} embed docs.jsonl --dimensions 256 --output vectors.npy",
     )
     add_input_options(embed, "texts")
-    embed.add_argument("--output", "-o", type=Path, default=None, metavar="PATH", help="write a [N, d] float32 .npy")
+    embed.add_argument("--output", "-o", type=Path, default=None, metavar="PATH", help="write the [N, d] vectors as .npy")
     embed.add_argument("--query", action="store_true", help='embed as queries ("Instruct: ...\\nQuery:{text}")')
     embed.add_argument("--instruction", default=None, help="the query instruction (with --query)")
     embed.add_argument("--dimensions", type=positive_int, default=None, metavar="D", help="MRL: keep the first D")
     embed.add_argument("--no-normalize", action="store_true", help="skip the L2 normalisation")
+    embed.add_argument(
+        "--precision", choices=PRECISIONS, default="float32", help="quantized output, as in sentence-transformers"
+    )
+    embed.add_argument(
+        "--ranges", type=Path, default=None, metavar="NPY", help="int8/uint8: a [2, d] .npy of minima and maxima"
+    )
     add_model_options(embed, DEFAULT_EMBEDDER)
     embed.set_defaults(run=run_embed)
 
