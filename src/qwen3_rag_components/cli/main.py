@@ -201,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"{PROG} embed docs.jsonl --dimensions 256 --output vectors.npy",
     )
     add_input_options(embed, "texts")
-    embed.add_argument("--output", "-o", type=Path, default=None, metavar="PATH", help="write the [N, d] vectors as .npy")
+    embed.add_argument(
+        "--output", "-o", type=Path, default=None, metavar="PATH", help="write the [N, d] vectors as .npy"
+    )
     embed.add_argument("--query", action="store_true", help='embed as queries ("Instruct: ...\\nQuery:{text}")')
     embed.add_argument("--instruction", default=None, help="the query instruction (with --query)")
     embed.add_argument("--dimensions", type=positive_int, default=None, metavar="D", help="MRL: keep the first D")
