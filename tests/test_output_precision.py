@@ -54,14 +54,13 @@ def test_engine_precision_is_sentence_transformers_of_its_float_vectors(embed_en
     floats = embed_engine.encode(texts).embeddings
     result = embed_engine.encode(texts, precision=precision)
     assert_same(result.embeddings, st_quantize(floats, precision))
-    assert len(embed_engine.embed_documents(texts)) == len(texts)
     assert result.meta.documents == len(texts)
 
 
 def test_engine_ranges_from_calibration_work_for_a_single_query(embed_engine):
     calibration = embed_engine.encode(random_documents(20, seed=6), dimensions=16).embeddings
     ranges = quantization_ranges(calibration)
-    engine = embed_engine.with_options(dimensions=16, precision="int8", ranges=ranges.tolist())
+    engine = embed_engine.with_options(dimensions=16, precision="int8", ranges=ranges)  # an array: kept as tuples
     query = engine.encode(["What is the capital of China?"], is_query=True).embeddings
     floats = embed_engine.encode(["What is the capital of China?"], is_query=True, dimensions=16).embeddings
     assert_same(query, st_quantize(floats, "int8", ranges=ranges))
@@ -85,7 +84,12 @@ def test_bad_precision_values_name_the_choices_and_the_fix(embed_engine):
         quantization_ranges(np.zeros((1, 4), np.float32))
 
 
-def test_from_pretrained_takes_precision_and_ranges(embedder_model):
-    engine = Qwen3EmbedEngine.from_pretrained(embedder_model, precision="binary", ranges=None)
-    vectors = engine.encode(["a", "bb", "ccc"]).embeddings
-    assert vectors.dtype == np.int8 and vectors.shape == (3, (engine.hidden_size + 7) // 8)
+def test_from_pretrained_takes_precision_and_ranges(embedder_model, embed_engine):
+    floats = embed_engine.encode(random_documents(6, seed=7)).embeddings
+    ranges = [floats.min(axis=0).tolist(), floats.max(axis=0).tolist()]
+    engine = Qwen3EmbedEngine.from_pretrained(embedder_model, precision="uint8", ranges=ranges)
+    codes = engine.encode(["only one text"]).embeddings
+    expected = st_quantize(embed_engine.encode(["only one text"]).embeddings, "uint8", ranges=np.array(ranges))
+    assert_same(codes, expected)
+    binary = engine.encode(["a", "bb", "ccc"], precision="binary").embeddings
+    assert binary.dtype == np.int8 and binary.shape == (3, (engine.hidden_size + 7) // 8)

@@ -19,7 +19,6 @@ from .engine import (
     RunMeta,
 )
 from .engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
-from .engine.precision import check_ranges
 
 
 class EngineFields(BaseModel):
@@ -148,7 +147,7 @@ class EmbedFields(EngineFields):
             dimensions=self.dimensions,
             normalize=self.normalize,
             precision=self.precision,
-            ranges=check_ranges(self.ranges),
+            ranges=self.ranges,
             max_length=self.max_length,
             max_tokens_per_pack=self.max_tokens_per_pack,
         )

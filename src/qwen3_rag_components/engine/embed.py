@@ -18,7 +18,15 @@ from .loading import load_qwen3
 from .meta import Progress, RunMeta, progress_callback, run_meta
 from .options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, EmbedOptions, HasOptions, LoadSpec
 from .packing import dedup
-from .precision import Ranges, check_precision, check_ranges, quantize_embeddings
+from .precision import (
+    Precision,
+    Ranges,
+    RangesLike,
+    check_precision,
+    check_ranges,
+    check_ranges_cover,
+    quantize_embeddings,
+)
 from .prompts import (
     DEFAULT_EMBED_INSTRUCTION,
     ENDOFTEXT,
@@ -102,8 +110,8 @@ class Qwen3EmbedEngine(HasOptions):
         instruction: str | None = None,
         dimensions: int | None = None,
         normalize: bool = True,
-        precision: str = "float32",
-        ranges: Sequence[Sequence[float]] | np.ndarray | None = None,
+        precision: Precision = "float32",
+        ranges: RangesLike | None = None,
         max_length: int = DEFAULT_MAX_LENGTH,
         max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
         local_files_only: bool = False,
@@ -125,7 +133,7 @@ class Qwen3EmbedEngine(HasOptions):
             dimensions=dimensions,
             normalize=normalize,
             precision=precision,
-            ranges=check_ranges(ranges),
+            ranges=ranges,
             max_length=max_length,
             max_tokens_per_pack=max_tokens_per_pack,
         )
@@ -173,7 +181,7 @@ class Qwen3EmbedEngine(HasOptions):
         dimensions: int | None = None,
         normalize: bool | None = None,
         precision: str | None = None,
-        ranges: Sequence[Sequence[float]] | np.ndarray | None = None,
+        ranges: RangesLike | None = None,
         progress: bool | Progress = False,
     ) -> EmbedResult:
         """Embeddings as an ``[N, dimensions]`` array plus meta; the form to use for large corpora.
@@ -199,7 +207,7 @@ class Qwen3EmbedEngine(HasOptions):
         dimensions: int | None = None,
         normalize: bool | None = None,
         precision: str | None = None,
-        ranges: Sequence[Sequence[float]] | np.ndarray | None = None,
+        ranges: RangesLike | None = None,
         progress: bool | Progress = False,
     ) -> EmbedResult:
         """:meth:`encode` for the event loop: awaits the model's scheduler; cancelling drops the unstarted packs."""
@@ -220,7 +228,7 @@ class Qwen3EmbedEngine(HasOptions):
         dimensions: int | None,
         normalize: bool | None,
         precision: str | None,
-        ranges: Sequence[Sequence[float]] | np.ndarray | None,
+        ranges: RangesLike | None,
     ) -> _EmbedPlan:
         """Check and tokenize: one item per distinct text, cut to ``max_length - 1`` tokens plus <|endoftext|>."""
         options = self.options
@@ -229,12 +237,9 @@ class Qwen3EmbedEngine(HasOptions):
         check_dimensions(dimensions, self.hidden_size)
         normalize = options.normalize if normalize is None else normalize
         precision = options.precision if precision is None else check_precision(precision)
-        checked_ranges = options.ranges if ranges is None else check_ranges(ranges)
-        if checked_ranges is not None and len(checked_ranges[0]) != (dimensions or self.hidden_size):
-            raise ValueError(
-                f"ranges cover {len(checked_ranges[0])} dimensions but the vectors have "
-                f"{dimensions or self.hidden_size}; compute them from vectors embedded with the same dimensions."
-            )
+        checked_ranges = options.ranges if ranges is None else check_ranges(ranges)  # options hold them checked
+        if checked_ranges is not None:  # before any compute
+            check_ranges_cover(checked_ranges, dimensions or self.hidden_size)
         if is_query:
             default = DEFAULT_EMBED_INSTRUCTION if options.instruction is None else options.instruction
             instruction = check_instruction(instruction, default)

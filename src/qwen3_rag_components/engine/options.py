@@ -16,7 +16,7 @@ import torch
 
 from .loading import is_local_path
 from .placement import check_dtype, parse_device, resolve_device, resolve_dtype
-from .precision import Ranges, check_precision, check_ranges
+from .precision import Precision, RangesLike, check_precision, check_ranges
 from .prompts import check_instruction
 
 DEFAULT_RERANKER = "Qwen/Qwen3-Reranker-0.6B"  # the model every reranking adapter loads when none is named
@@ -88,8 +88,9 @@ class EmbedOptions:
     instruction: str | None = None  # the query instruction; None: the official one (documents never get one)
     dimensions: int | None = None  # keep the first values (MRL), 1 to the hidden size; None: the full vector
     normalize: bool = True  # L2-normalise after the MRL cut
-    precision: str = "float32"  # output: float32, int8, uint8, binary or ubinary (sentence-transformers rules)
-    ranges: Ranges | None = None  # int8/uint8: per-dimension (minima, maxima); None: from each call's vectors
+    precision: Precision = "float32"  # output: float32, int8, uint8, binary or ubinary (sentence-transformers rules)
+    # int8/uint8: per-dimension minima and maxima, kept as two tuples; None: from each call's vectors
+    ranges: RangesLike | None = None
     max_length: int = DEFAULT_MAX_LENGTH  # tokens per text including the appended <|endoftext|>
     max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK  # token budget of one forward pass
 

@@ -9,12 +9,15 @@ none are given, from the vectors of the call itself, as sentence-transformers do
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import numpy as np
 
-PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
+Precision = Literal["float32", "int8", "uint8", "binary", "ubinary"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
-Ranges = tuple[tuple[float, ...], tuple[float, ...]]
+Ranges = tuple[tuple[float, ...], tuple[float, ...]]  # (minima, maxima), as options keep them
+RangesLike = Sequence[Sequence[float]] | np.ndarray  # what callers may pass: [2, d] lists or an array
 
 
 def check_precision(precision: object) -> str:
@@ -23,7 +26,7 @@ def check_precision(precision: object) -> str:
     return str(precision)
 
 
-def check_ranges(ranges: Sequence[Sequence[float]] | np.ndarray | None) -> Ranges | None:
+def check_ranges(ranges: RangesLike | None) -> Ranges | None:
     """``ranges`` as two equal-length float rows (minima, maxima), or ``None``."""
     if ranges is None:
         return None
@@ -34,6 +37,15 @@ def check_ranges(ranges: Sequence[Sequence[float]] | np.ndarray | None) -> Range
             f"{array.shape}; build them with quantization_ranges(calibration_vectors)."
         )
     return tuple(array[0].tolist()), tuple(array[1].tolist())
+
+
+def check_ranges_cover(ranges: RangesLike, dimensions: int) -> None:
+    width = np.shape(ranges)[-1]
+    if width != dimensions:
+        raise ValueError(
+            f"ranges cover {width} dimensions but the vectors have {dimensions}; compute them from vectors embedded "
+            "with the same dimensions."
+        )
 
 
 def quantization_ranges(calibration: np.ndarray) -> np.ndarray:
@@ -47,7 +59,7 @@ def quantization_ranges(calibration: np.ndarray) -> np.ndarray:
     return np.vstack((calibration.min(axis=0), calibration.max(axis=0)))
 
 
-def quantize_embeddings(vectors: np.ndarray, precision: str, ranges: Ranges | np.ndarray | None = None) -> np.ndarray:
+def quantize_embeddings(vectors: np.ndarray, precision: str, ranges: RangesLike | None = None) -> np.ndarray:
     """``vectors [N, d]`` float32 in ``precision``: int8/uint8 ``[N, d]``, binary (int8)/ubinary (uint8)
     ``[N, ceil(d / 8)]``, float32 unchanged."""
     precision = check_precision(precision)
@@ -65,12 +77,8 @@ def quantize_embeddings(vectors: np.ndarray, precision: str, ranges: Ranges | np
         if len(vectors) == 0:
             return np.zeros(vectors.shape, np.int8 if precision == "int8" else np.uint8)
         ranges = quantization_ranges(vectors)
+    check_ranges_cover(ranges, vectors.shape[1])
     bounds = np.asarray(ranges, dtype=np.float32)  # [2, d]
-    if bounds.shape != (2, vectors.shape[1]):
-        raise ValueError(
-            f"ranges cover {bounds.shape[-1]} dimensions but the vectors have {vectors.shape[1]}; compute them "
-            "from vectors of the same dimensions."
-        )
     starts = bounds[0]
     steps = (bounds[1] - starts) / 255
     steps = np.where(steps == 0, 1, steps)

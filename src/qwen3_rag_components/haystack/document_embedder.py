@@ -12,7 +12,7 @@ from haystack.utils import ComponentDevice, Secret
 
 from ..engine import EmbedOptions, Qwen3EmbedEngine, RunMeta
 from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK
-from ..engine.precision import check_ranges, ranges_as_lists
+from ..engine.precision import ranges_as_lists
 from ._common import EngineComponent, check_documents, texts_to_embed
 
 
@@ -101,7 +101,7 @@ class Qwen3DocumentEmbedder(EngineComponent):
             dimensions=dimensions,
             normalize=normalize,
             precision=precision,
-            ranges=check_ranges(ranges),
+            ranges=ranges,
             max_length=max_length,
             max_tokens_per_pack=max_tokens_per_pack,
         )

@@ -10,7 +10,7 @@ from haystack.utils import ComponentDevice, Secret
 
 from ..engine import EmbedOptions, Qwen3EmbedEngine
 from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH
-from ..engine.precision import check_ranges, ranges_as_lists
+from ..engine.precision import ranges_as_lists
 from ._common import EngineComponent
 
 
@@ -93,7 +93,7 @@ class Qwen3TextEmbedder(EngineComponent):
             dimensions=dimensions,
             normalize=normalize,
             precision=precision,
-            ranges=check_ranges(ranges),
+            ranges=ranges,
             max_length=max_length,
         )
         self._init_engine(Qwen3EmbedEngine, options, model, device, dtype, token, local_files_only, revision)

@@ -230,6 +230,6 @@ def create_app(
 
 def _encoded(vector: np.ndarray, encoding_format: str) -> list[float] | list[int] | str:
     if encoding_format == "base64":
-        little_endian = vector.astype("<f4") if vector.dtype == np.float32 else vector  # int8/uint8: 1 byte each
+        little_endian = vector.astype(vector.dtype.newbyteorder("<"))  # float32: 4 bytes a value, int8/uint8: 1
         return base64.b64encode(little_endian.tobytes()).decode("ascii")
     return vector.tolist()

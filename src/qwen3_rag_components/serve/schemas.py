@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from ..engine.precision import Precision
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -48,7 +50,7 @@ class EmbeddingsRequest(_Body):
     input: StrictStr | list[StrictStr]
     dimensions: StrictInt | None = Field(default=None, ge=1)
     encoding_format: Literal["float", "base64"] = "float"  # base64: the little-endian bytes in the precision's dtype
-    precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32"  # sentence-transformers' forms
+    precision: Precision = "float32"  # sentence-transformers' forms
     ranges: list[list[float]] | None = None  # int8/uint8: each dimension's minima, then maxima
     input_type: Literal["query", "document"] = "document"  # "query": with the query instruction
     instruction: StrictStr | None = None  # the query instruction (implies input_type="query")
