@@ -22,6 +22,7 @@ import torch
 
 from qwen3_rag_components.engine.forward import trim_heap
 from qwen3_rag_components.engine.placement import choose_dtype, cpu_info
+from qwen3_rag_components.engine.quantize import int8_product
 from qwen3_rag_components.engine.scheduler import join_workers
 from qwen3_rag_components.testing import QWEN3_0_6B, write_embedding_checkpoint, write_reranker_checkpoint
 
@@ -196,8 +197,34 @@ def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 4096, repeat: int
     return 2 * n**3 / best / 1e9
 
 
+def int8_matmul_gflops(n: int = 4096, repeat: int = 3) -> float:
+    """Best-of-``repeat`` rate of the int8 kernel ``quantization="int8"`` runs (oneDNN, uint8 × int8, int32 sums),
+    on an n×n by n×n product without the per-token quantization around it, in GFLOP/s: the int8 roofline."""
+    activations = torch.randint(0, 256, (n, n), dtype=torch.uint8)
+    packed = torch.ops.onednn.qlinear_prepack(torch.randint(-63, 64, (n, n), dtype=torch.int8), None)
+    scale = torch.ones(n)
+    int8_product(activations, packed, scale)  # warm-up: thread pool, page faults, the kernel for this shape
+    best = math.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        int8_product(activations, packed, scale)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
 BENCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-MATMUL_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")  # what decides the matmul rates
+# What decides the matmul rates: fp32 and bf16 units, and the int8 ones (VNNI sums uint8 × int8 into int32 directly)
+MATMUL_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_bf16",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
 
 
 def add_dtype_argument(parser: argparse.ArgumentParser) -> None:

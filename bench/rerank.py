@@ -1,5 +1,6 @@
-"""Rerank benchmark: Qwen3RerankEngine against the official per-pair path, sentence-transformers' CrossEncoder and the
-dense-mask packed path, side by side in one process on the same inputs and thread count.
+"""Rerank benchmark: Qwen3RerankEngine against the official per-pair path, sentence-transformers' CrossEncoder, the
+dense-mask packed path and OpenVINO with int8 weights (``openvino-int8``, :mod:`openvino_peer`), side by side in one
+process on the same inputs and thread count; ``ours-int8`` is our engine with ``quantization="int8"``.
 
 A random tied reranker of the real Qwen3-Reranker-0.6B geometry (with ``--layers`` layers) is written once into
 ``bench/.cache``. Every peer's scores are compared with the official model-card computation.
@@ -7,6 +8,7 @@ A random tied reranker of the real Qwen3-Reranker-0.6B geometry (with ``--layers
     python bench/rerank.py --layers 4
     python bench/rerank.py --layers 28 --dtype both   # every peer in fp32, then every peer in bf16
     python bench/rerank.py --layers 1 --workload S --max-docs 20   # quick check while developing
+    python bench/rerank.py --layers 28 --workload R --dtype float32 --peers openvino-int8 ours ours-int8
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.oracle`: 
 from tests.oracle import PREFIX, SUFFIX
 from tests.oracle import TASK as INSTRUCTION
 
+import openvino_peer
 from common import (
     BENCH_DTYPES,
     WORKLOADS,
@@ -45,6 +48,7 @@ from common import (
     dtype_json_path,
     format_ratio,
     format_table,
+    int8_matmul_gflops,
     make_workload,
     matmul_gflops,
     measure,
@@ -78,7 +82,15 @@ CHAT_TEMPLATE = (
     f"{SUFFIX}\n"
 )
 
-PEER_ORDER = ("official-vocab", "official-last", "st-crossencoder", "dense-mask-packed", "ours")
+PEER_ORDER = (
+    "official-vocab",
+    "official-last",
+    "st-crossencoder",
+    "dense-mask-packed",
+    "openvino-int8",
+    "ours",
+    "ours-int8",
+)
 
 # A peer scores (query, documents) and may return extra facts about the run (packs, meta).
 PeerFn = Callable[[str, list[str]], tuple[list[float], dict[str, Any]]]
@@ -249,14 +261,38 @@ def crossencoder_peers(bench: Bench) -> dict[str, PeerFn]:
     return {"st-crossencoder": predict}
 
 
-def our_peers(bench: Bench) -> dict[str, PeerFn]:
-    engine = Qwen3RerankEngine.from_pretrained(str(bench.path), device="cpu", dtype=bench.dtype, local_files_only=True)
+def our_peers(bench: Bench, quantization: str | None = None) -> dict[str, PeerFn]:
+    engine = Qwen3RerankEngine.from_pretrained(
+        str(bench.path), device="cpu", dtype=bench.dtype, quantization=quantization, local_files_only=True
+    )
 
     def score(q: str, docs: list[str]) -> tuple[list[float], dict[str, Any]]:
         result = engine.score_with_meta(q, docs)
         return result.scores, dataclasses.asdict(result.meta)
 
-    return {"ours": score}
+    return {"ours" if quantization is None else f"ours-{quantization}": score}
+
+
+def our_int8_peers(bench: Bench) -> dict[str, PeerFn]:
+    return our_peers(bench, "int8")
+
+
+def openvino_peers(bench: Bench) -> dict[str, PeerFn]:
+    """OpenVINO with NNCF int8 weights (:mod:`openvino_peer`), the model-card prompt, right-padded batches."""
+    if why := openvino_peer.missing():
+        bench.notes.append(why)
+        return {}
+    tokenizer = bench.tokenizer
+    yes_no = (tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no"))
+    run, note = openvino_peer.compile_int8(bench.path, bench.args.threads, yes_no)
+    bench.notes.append(note)
+
+    def score(q: str, docs: list[str]) -> tuple[list[float], dict[str, Any]]:
+        ids = official_ids(tokenizer, q, docs)
+        logits, facts = openvino_peer.run_batches(run, ids, bench.args.batch_size, tokenizer.pad_token_id)
+        return torch.sigmoid(torch.from_numpy(logits[:, 0] - logits[:, 1]).double()).tolist(), facts
+
+    return {openvino_peer.PEER: score}
 
 
 def crossencoder_ids(model: Any, pairs: list[tuple[str, str]], prompt: str | None = None) -> list[list[int]]:
@@ -328,7 +364,9 @@ def run_peers(bench: Bench) -> Iterator[tuple[str, str, Measurement[tuple[list[f
     groups = {
         transformers_peers: ("official-vocab", "official-last", "dense-mask-packed"),
         crossencoder_peers: ("st-crossencoder",),
+        openvino_peers: (openvino_peer.PEER,),
         our_peers: ("ours",),
+        our_int8_peers: ("ours-int8",),
     }
     for load, names in groups.items():
         if not set(names) & set(bench.args.peers):
@@ -355,8 +393,10 @@ def peer_rows(
     results: dict[str, Measurement[tuple[list[float], dict[str, Any]]]],
     matmul_rate: float,
     reference_scores: list[float],
+    int8_rate: float,
 ) -> tuple[list[list[str]], list[dict[str, Any]]]:
-    """One row per peer; ``reference_scores`` are the fp32 reference's (the |Δ| column in every dtype)."""
+    """One row per peer; ``reference_scores`` are the fp32 reference's (the |Δ| column in every dtype); the int8
+    peers' utilisation is against ``int8_rate``, the others' against ``matmul_rate``."""
     ours = results["ours"].median_seconds
     reference = results[next(name for name in PEER_ORDER if name in results)]  # official-vocab unless left out
     reference_tensor = torch.tensor(reference_scores, dtype=torch.float64)
@@ -373,7 +413,7 @@ def peer_rows(
             "tokens_per_s": stats.padding_free_tokens / seconds,
             "ours_speedup": seconds / ours,
             "speedup_vs_reference": reference.median_seconds / seconds,
-            "utilisation": stats.useful_flops / seconds / (matmul_rate * 1e9),
+            "utilisation": stats.useful_flops / seconds / ((int8_rate if is_int8(name) else matmul_rate) * 1e9),
             "rss_before_mb": m.rss_before_mb,
             "peak_rss_mb": m.peak_mb,
             "peak_is_per_call": m.peak_is_per_call,
@@ -396,6 +436,10 @@ def peer_rows(
             ]
         )
     return rows, records
+
+
+def is_int8(peer: str) -> bool:
+    return peer.endswith("-int8")
 
 
 def print_header(args: argparse.Namespace, path: Path, shape: DecoderShape) -> None:
@@ -449,7 +493,8 @@ def legend(peak_is_per_call: bool, reference: str, dtype: str) -> str:
     return (
         "  RSS before = resident set just before the timed call (the loaded peer's weights included); peak RSS = "
         f"{peak}.\n  ours × = peer time / ours time; × vs ref = {reference} time / peer time; max |Δ| vs the fp32 "
-        f"run's {reference} scores; util = useful FLOPs / time / {dtype} matmul rate."
+        f"run's {reference} scores; util = useful FLOPs / time / {dtype} matmul rate (the *-int8 peers: / int8 "
+        "product rate)."
     )
 
 
@@ -516,8 +561,11 @@ def main(argv: list[str] | None = None) -> None:
         references = {w.name: score(w.query, w.documents)[0] for w in workloads}
         release_memory()
     for dtype in dtypes:
-        matmul_rate = matmul_gflops(BENCH_DTYPES[dtype])
-        print(f"\n=== every peer in {dtype}; {dtype} matmul {matmul_rate:.1f} GFLOP/s (4096² F.linear, best of 3)")
+        matmul_rate, int8_rate = matmul_gflops(BENCH_DTYPES[dtype]), int8_matmul_gflops()
+        print(
+            f"\n=== every peer in {dtype}; {dtype} matmul {matmul_rate:.1f} GFLOP/s (4096² F.linear, best of 3); int8 "
+            f"product {int8_rate:.1f} GFLOP/s (4096² oneDNN u8×s8, best of 3)"
+        )
         bench = Bench(path, args, tokenizer, workloads, dtype=dtype)
         results: dict[str, dict[str, Measurement[Any]]] = {w.name: {} for w in workloads}
         for workload_name, peer, measurement in run_peers(bench):
@@ -531,6 +579,7 @@ def main(argv: list[str] | None = None) -> None:
             "dtype": dtype,
             "cpu_flags": cpu_flags(),
             "matmul_gflops": matmul_rate,
+            "int8_matmul_gflops": int8_rate,
             "non_embedding_params": shape.non_embedding_params,
             "workloads": {},
         }
@@ -539,7 +588,7 @@ def main(argv: list[str] | None = None) -> None:
             reference = next(name for name in PEER_ORDER if name in measured)
             references.setdefault(workload.name, measured[reference].result[0])
             print_workload(workload, s, measured)
-            rows, records = peer_rows(workload, s, measured, matmul_rate, references[workload.name])
+            rows, records = peer_rows(workload, s, measured, matmul_rate, references[workload.name], int8_rate)
             print(legend(all(m.peak_is_per_call for m in measured.values()), reference, dtype))
             print(format_table(TABLE_HEADERS, rows))
             print(executed_note(s, measured["ours"].median_seconds, matmul_rate))

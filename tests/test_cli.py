@@ -175,6 +175,17 @@ def test_embed_queries_to_npy(embedder_paths, expected, tmp_path):
     np.testing.assert_array_equal(vectors, np.array(expected["queries"], dtype=np.float32))
 
 
+def test_rerank_int8(reranker_paths, tmp_path):
+    path = write_lines(tmp_path / "docs.txt", DOCUMENTS)
+    result = run_cli(
+        "rerank", "--query", QUERY, str(path), "--model", str(reranker_paths["untied"]), "--quantization", "int8", "-v"
+    )
+    assert result.returncode == 0, result.stderr
+    engine = Qwen3RerankEngine.from_pretrained(str(reranker_paths["untied"]), device="cpu", quantization="int8")
+    check_ranking(json_lines(result), engine.score(QUERY, DOCUMENTS), DOCUMENTS)
+    assert "quantization=int8" in result.stderr
+
+
 def test_embed_precision_with_ranges_to_npy(embedder_paths, expected, tmp_path):
     from sentence_transformers.util.quantization import quantize_embeddings
 

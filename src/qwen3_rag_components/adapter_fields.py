@@ -32,6 +32,10 @@ class EngineFields(BaseModel):
     """``"float32"``, ``"bfloat16"`` or ``"float16"`` (or ``"fp32"``, ``"bf16"``, ``"fp16"``); ``None`` gives bf16
     on CUDA and on CPUs where bf16 products measure faster than fp32 (AMX, Zen 4), else fp32. fp32 gives the official
     numbers (within 1e-5); bf16 is faster and agrees to about 1e-2 (see docs/fidelity.md)."""
+    quantization: str | None = None
+    """``"int8"`` (CPU only): the projections of every layer run int8 weights and activations, quantized at load from
+    the normal checkpoint; faster where the CPU's int8 products are, with scores or vectors that move from the fp32
+    ones (measured in docs/fidelity.md). ``None``: everything in ``dtype``."""
     local_files_only: bool = False
     """Only use local files (a folder or the Hugging Face cache); never download."""
     revision: str | None = None
@@ -50,7 +54,9 @@ class EngineFields(BaseModel):
 
     def _load_spec(self) -> LoadSpec:
         token = self.token.get_secret_value() if self.token is not None else None
-        return LoadSpec(self.model, self.device, self.dtype, self.local_files_only, self.revision, token)
+        return LoadSpec(
+            self.model, self.device, self.dtype, self.local_files_only, self.revision, token, self.quantization
+        )
 
     @model_validator(mode="after")
     def _check_engine_options(self) -> EngineFields:

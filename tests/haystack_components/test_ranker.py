@@ -54,6 +54,7 @@ def test_to_dict_defaults():
             "model": "Qwen/Qwen3-Reranker-0.6B",
             "device": None,
             "dtype": None,
+            "quantization": None,
             "token": DEFAULT_TOKEN,
             "local_files_only": False,
             "revision": None,
@@ -96,6 +97,7 @@ CUSTOM_DICT = {
         "model": "my/reranker",
         "device": {"type": "single", "device": "cuda:1"},
         "dtype": "bfloat16",
+        "quantization": None,
         "token": {"type": "env_var", "env_vars": ["MY_TOKEN"], "strict": True},
         "local_files_only": True,
         "revision": "v2",
@@ -144,6 +146,7 @@ def test_model_accepts_a_path(tmp_path):
         ({"max_tokens_per_pack": 0}, ValueError, "max_tokens_per_pack=0"),
         ({"max_docs_per_pack": 0}, ValueError, "max_docs_per_pack=0"),
         ({"dtype": "int8"}, ValueError, "dtype='int8' is not supported"),
+        ({"quantization": "int4"}, ValueError, r"quantization='int4' is not supported; use one of \['int8'\]"),
         ({"device": "cpu"}, ValueError, "Must either be None or ComponentDevice"),
         ({"model": None}, TypeError, "model must be"),
     ],
@@ -189,6 +192,18 @@ def test_scores_equal_engine(ranker, reference_reranker, documents):
     assert all(0.0 <= doc.score <= 1.0 for doc in result)
     assert all(doc.score is None for doc in documents)  # the inputs are not modified: the output holds copies
     assert {d.id: d.content for d in result} == {d.id: d.content for d in documents}
+
+
+def test_int8_saves_loads_and_scores_as_the_int8_engine(reranker_model, documents):
+    ranker = Qwen3Ranker(reranker_model, device=CPU, quantization="int8", top_k=len(documents))
+    data = ranker.to_dict()
+    assert data["init_parameters"]["quantization"] == "int8"
+    loaded = Qwen3Ranker.from_dict(data)
+    result = loaded.run(QUERY, documents)
+    engine = Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu", quantization="int8")
+    expected = engine.score(QUERY, expected_texts(documents))
+    assert_scores(result["documents"], {doc.id: s for doc, s in zip(documents, expected, strict=True)})
+    assert result["meta"]["quantization"] == "int8"
 
 
 def test_logits_when_scale_score_is_false(reranker_model, reference_reranker, documents):

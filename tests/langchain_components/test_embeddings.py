@@ -71,6 +71,14 @@ def test_precision_equals_sentence_transformers_quantization(make_embeddings, re
         make_embeddings(precision="int8").embed_query(QUERY)
 
 
+def test_int8_quantization_equals_the_int8_engine(make_embeddings, embedder_model):
+    engine = Qwen3EmbedEngine.from_pretrained(embedder_model, device="cpu", quantization="int8")
+    embeddings = make_embeddings(quantization="int8")
+    assert close(embeddings.embed_documents(TEXTS), engine.embed_documents(TEXTS))
+    assert embeddings.last_meta is not None and embeddings.last_meta.quantization == "int8"
+    assert embeddings.model_dump()["quantization"] == "int8"
+
+
 def test_show_progress_writes_a_bar(make_embeddings, capsys):
     make_embeddings(show_progress=True).embed_documents(TEXTS)
     assert "Embedding" in capsys.readouterr().err
@@ -109,6 +117,7 @@ def test_instances_share_one_loaded_model(make_embeddings, embedder_model):
         ({"max_tokens_per_pack": 0}, "max_tokens_per_pack=0 is invalid"),
         ({"dtype": "float64"}, "dtype='float64' is not supported"),
         ({"precision": "int4"}, "precision='int4' is not supported; use one of float32, int8"),
+        ({"quantization": "int4"}, r"quantization='int4' is not supported; use one of \['int8'\]"),
         ({"ranges": [[1.0, 2.0]]}, r"ranges must be 2 rows of finite floats"),
     ],
 )

@@ -17,6 +17,7 @@ from ..engine import EmbedOptions, LoadSpec, Qwen3EmbedEngine, Qwen3RerankEngine
 from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
 from ..engine.placement import DTYPES
 from ..engine.precision import PRECISIONS
+from ..engine.quantize import QUANTIZATIONS
 from .serve import add_serve_command
 from .texts import PROG, CliError, float32_values, read_texts, report, show_progress, write_jsonl
 
@@ -38,7 +39,13 @@ exit codes: 0 success, 1 runtime error (unreadable, empty or invalid input; mode
 
 
 def load_spec(args: argparse.Namespace) -> LoadSpec:
-    return LoadSpec(args.model, device=args.device, dtype=args.dtype, local_files_only=args.local_files_only)
+    return LoadSpec(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        local_files_only=args.local_files_only,
+        quantization=args.quantization,
+    )
 
 
 def timed_load(load: Callable[[], T]) -> tuple[T, float]:
@@ -157,6 +164,12 @@ def add_model_options(parser: argparse.ArgumentParser, default_model: str) -> No
         choices=list(DTYPES),
         default=None,
         help="default: bfloat16 on CUDA and on CPUs where it measures faster, else float32; $QWEN3_RAG_DTYPE sets it",
+    )
+    group.add_argument(
+        "--quantization",
+        choices=list(QUANTIZATIONS),
+        default=None,
+        help="int8: int8 weights and activations in every layer's projections, quantized at load (CPU only)",
     )
     group.add_argument(
         "--max-tokens-per-pack",

@@ -11,6 +11,7 @@ from typing import Any
 from ..engine import EmbedOptions, LoadSpec, RerankOptions
 from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
 from ..engine.placement import DTYPES
+from ..engine.quantize import QUANTIZATIONS
 from .texts import PROG, CliError
 
 API_KEY_VARIABLE = "QWEN3_RAG_API_KEY"
@@ -39,6 +40,12 @@ def add_serve_command(commands: Any, positive_int: Any) -> None:
         choices=list(DTYPES),
         default=None,
         help="default: bfloat16 on CUDA and on CPUs where it measures faster, else float32; $QWEN3_RAG_DTYPE sets it",
+    )
+    models.add_argument(
+        "--quantization",
+        choices=list(QUANTIZATIONS),
+        default=None,
+        help="int8: int8 weights and activations in every layer's projections, quantized at load (CPU only)",
     )
     models.add_argument("--local-files-only", action="store_true", help="never touch the network; use the local cache")
     models.add_argument(
@@ -88,7 +95,11 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s")  # "loaded MODEL on cpu (float32) in 2.1 s"
 
     def spec(model: str | None) -> LoadSpec | None:
-        return None if model is None else LoadSpec(model, args.device, args.dtype, local_files_only)
+        return (
+            None
+            if model is None
+            else LoadSpec(model, args.device, args.dtype, local_files_only, quantization=args.quantization)
+        )
 
     served_reranker, served_embedder = load_models(
         spec(reranker),

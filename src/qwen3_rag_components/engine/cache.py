@@ -1,4 +1,5 @@
-"""One loaded engine per (kind, checkpoint, device, dtype, hub options), shared by every component that asks for it.
+"""One loaded engine per (kind, checkpoint, device, dtype, quantization, hub options), shared by every component
+that asks for it.
 
 Options that do not need another model load (instruction, max_length, pack budget, ...) are applied with
 ``engine.with_options(...)``, which shares the loaded weights and the model's scheduler.
@@ -13,6 +14,7 @@ import torch
 
 from .embed import Qwen3EmbedEngine
 from .options import EmbedOptions, LoadSpec, RerankOptions
+from .quantize import Quantization
 from .rerank import Qwen3RerankEngine
 
 EngineT = TypeVar("EngineT", Qwen3RerankEngine, Qwen3EmbedEngine)
@@ -42,10 +44,12 @@ def get_engine(
     local_files_only: bool = False,
     revision: str | None = None,
     token: str | bool | None = None,
+    quantization: Quantization | None = None,
     **options: Any,
 ) -> EngineT:
     """The shared engine for this checkpoint and placement, loaded on first use, with ``options`` changed."""
-    engine = shared_engine(engine_class, LoadSpec(model, device, dtype, local_files_only, revision, token))
+    spec = LoadSpec(model, device, dtype, local_files_only, revision, token, quantization)
+    engine = shared_engine(engine_class, spec)
     return engine.with_options(**options) if options else engine
 
 

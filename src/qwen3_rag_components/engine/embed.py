@@ -35,6 +35,7 @@ from .prompts import (
     check_texts,
     embed_query_text,
 )
+from .quantize import Quantization, quantization_of
 from .scheduler import Job, PackScheduler
 
 
@@ -87,6 +88,7 @@ class Qwen3EmbedEngine(HasOptions):
         self.hidden_size: int = self.model.config.hidden_size
         self.device = self.model.embed_tokens.weight.device
         self.dtype = self.model.embed_tokens.weight.dtype
+        self.quantization = quantization_of(self.model)  # "int8" or None, in every call's meta
         self.dtype_reason = dtype_reason  # in every call's meta
         self.options = self._check_options(options or EmbedOptions())
 
@@ -107,6 +109,7 @@ class Qwen3EmbedEngine(HasOptions):
         *,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
+        quantization: Quantization | None = None,
         instruction: str | None = None,
         dimensions: int | None = None,
         normalize: bool = True,
@@ -122,12 +125,15 @@ class Qwen3EmbedEngine(HasOptions):
 
         ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and on CPUs where bf16
         measures faster, else fp32 (the exact path; see :func:`~qwen3_rag_components.engine.placement.choose_dtype`).
+        ``quantization="int8"`` (CPU) quantizes the projections of every layer to int8 at load (see
+        :mod:`~qwen3_rag_components.engine.quantize`): faster where the CPU's int8 products are, at a measured cost in
+        fidelity (docs/fidelity.md).
         The other arguments are
         :class:`~qwen3_rag_components.engine.options.LoadSpec` and
         :class:`~qwen3_rag_components.engine.options.EmbedOptions` fields; ``dimensions``, ``normalize``,
         ``precision`` and ``ranges`` are the defaults of every call.
         """
-        spec = LoadSpec(model_name_or_path, device, dtype, local_files_only, revision, token)
+        spec = LoadSpec(model_name_or_path, device, dtype, local_files_only, revision, token, quantization)
         options = EmbedOptions(
             instruction=instruction,
             dimensions=dimensions,
@@ -281,5 +287,6 @@ class Qwen3EmbedEngine(HasOptions):
             device=self.device,
             dtype=self.dtype,
             dtype_reason=self.dtype_reason,
+            quantization=self.quantization,
         )
         return EmbedResult(embeddings, meta)

@@ -71,7 +71,8 @@ class EngineHolder(Generic[EngineT]):
     def record_nothing(self) -> RunMeta:
         """Record and return the meta of a call without inputs (the model is not loaded for it)."""
         device = resolve_device(self.spec.device)
-        return self.record(RunMeta.nothing(device, *choose_dtype(self.spec.dtype, device)))
+        dtype, why = choose_dtype(self.spec.dtype, device)
+        return self.record(RunMeta.nothing(device, dtype, why, self.spec.quantization))
 
     def __deepcopy__(self, memo: dict[int, Any]) -> EngineHolder[EngineT]:
         return copy.copy(self)  # the engine is shared state, like the cache it comes from

@@ -14,6 +14,7 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedT
 
 from .meta import dtype_name
 from .placement import choose_dtype, reduced_fp32_matmul
+from .quantize import quantize_model
 
 if TYPE_CHECKING:
     from .options import LoadSpec
@@ -28,12 +29,13 @@ def is_local_path(name: str) -> bool:
 
 
 def load_qwen3(auto_class: type, spec: LoadSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
-    """Model (safetensors, no remote code) on its device and dtype, its tokenizer, and why that dtype (see
-    :func:`~.placement.choose_dtype`); refuses non-Qwen3 checkpoints."""
+    """Model (safetensors, no remote code) on its device and dtype, with its projections quantized as
+    ``spec.quantization`` asks, its tokenizer, and why that dtype (see :func:`~.placement.choose_dtype`); refuses
+    non-Qwen3 checkpoints."""
     asked_dtype, spec = spec.dtype, spec.resolved()
     name = spec.model
     why = choose_dtype(asked_dtype, spec.device)[1]
-    logger.info("%s: %s on %s (%s)", name, dtype_name(spec.dtype), spec.device, why)
+    logger.info("%s: %s on %s (%s), quantization %s", name, dtype_name(spec.dtype), spec.device, why, spec.quantization)
     if spec.dtype == torch.float32 and (precision := reduced_fp32_matmul(spec.device)):
         logger.warning(
             "%s: torch's fp32 matmul precision is %r: fp32 matrix products may run in that format where the hardware "
@@ -80,7 +82,9 @@ def load_qwen3(auto_class: type, spec: LoadSpec) -> tuple[PreTrainedModel, PreTr
             f"{auto_class.__name__} needs. A reranker needs a Qwen3-Reranker checkpoint (with its output head); an "
             "embedding checkpoint belongs in Qwen3EmbedEngine."
         )
-    return model.to(spec.device).eval(), tokenizer, why
+    model = model.to(spec.device).eval()
+    quantize_model(getattr(model, "model", model), spec.quantization)  # Qwen3ForCausalLM keeps its layers in .model
+    return model, tokenizer, why
 
 
 _telemetry_lock = threading.Lock()

@@ -33,23 +33,36 @@ class RunMeta:
     dtype: str
     dtype_reason: str = ""  # why this dtype: "asked for", "default on CUDA", the CPU's measured rates, ...
     peak_memory_bytes: int | None = None  # CUDA: torch.cuda.max_memory_allocated while the call's packs ran
+    quantization: str | None = None  # "int8" where the projections run int8, else None (all in dtype)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def nothing(cls, device: torch.device, dtype: torch.dtype, dtype_reason: str = "") -> RunMeta:
+    def nothing(
+        cls, device: torch.device, dtype: torch.dtype, dtype_reason: str = "", quantization: str | None = None
+    ) -> RunMeta:
         """The meta of a call with no inputs, which returns without touching the model."""
-        return cls(0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, str(device), dtype_name(dtype), dtype_reason)
+        return cls(
+            0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, str(device), dtype_name(dtype), dtype_reason, quantization=quantization
+        )
 
 
 def run_meta(
-    run: PackedRun, start: float, *, device: torch.device, dtype: torch.dtype, dtype_reason: str, **counts: int
+    run: PackedRun,
+    start: float,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    dtype_reason: str,
+    quantization: str | None,
+    **counts: int,
 ) -> RunMeta:
     """Meta of a call that started at ``start`` (``time.perf_counter()``) and got ``run`` from the scheduler."""
     return RunMeta(
         **counts,
         dtype_reason=dtype_reason,
+        quantization=quantization,
         peak_memory_bytes=run.peak_memory_bytes,
         packs=run.packs,
         tokens_computed=run.tokens_computed,

@@ -18,6 +18,7 @@ from .loading import is_local_path
 from .placement import check_dtype, parse_device, resolve_device, resolve_dtype
 from .precision import Precision, RangesLike, check_precision, check_ranges
 from .prompts import check_instruction
+from .quantize import Quantization, check_quantization, check_quantization_device
 
 DEFAULT_RERANKER = "Qwen/Qwen3-Reranker-0.6B"  # the model every reranking adapter loads when none is named
 DEFAULT_EMBEDDER = "Qwen/Qwen3-Embedding-0.6B"  # the same for embedding
@@ -52,16 +53,19 @@ class LoadSpec:
     local_files_only: bool = False  # never download: a folder or the Hugging Face cache only
     revision: str | None = None  # hub branch, tag or commit
     token: str | bool | None = field(default=None, repr=False)  # hub token; None: HF_TOKEN or the saved login
+    quantization: Quantization | None = None  # "int8": int8 weights and activations in the projections (CPU)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", check_model_name(self.model))
         if self.device is not None:
             parse_device(self.device)  # only parsed: a Ray driver may lack the GPU its workers have
         check_dtype(self.dtype)
+        check_quantization(self.quantization)
 
     def resolved(self) -> LoadSpec:
         """The same spec with the device checked on this machine and the dtype chosen for it."""
         device = resolve_device(self.device)
+        check_quantization_device(self.quantization, device)
         return dataclasses.replace(self, device=device, dtype=resolve_dtype(self.dtype, device))
 
 

@@ -28,6 +28,7 @@ from .prompts import (
     rerank_document_body,
     rerank_query_body,
 )
+from .quantize import Quantization, quantization_of
 from .scheduler import Job, PackScheduler
 
 
@@ -90,6 +91,7 @@ class Qwen3RerankEngine(HasOptions):
         self.scheduler = PackScheduler(self.model)  # one queue for this model, shared by with_options copies
         self.device = self.model.embed_tokens.weight.device
         self.dtype = self.model.embed_tokens.weight.dtype
+        self.quantization = quantization_of(self.model)  # "int8" or None, in every call's meta
         self.dtype_reason = dtype_reason  # in every call's meta
 
     def _check_options(self, options: RerankOptions) -> RerankOptions:
@@ -115,6 +117,7 @@ class Qwen3RerankEngine(HasOptions):
         *,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
+        quantization: Quantization | None = None,
         instruction: str | None = None,
         max_length: int = DEFAULT_MAX_LENGTH,
         max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
@@ -127,11 +130,14 @@ class Qwen3RerankEngine(HasOptions):
 
         ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and on CPUs where bf16
         measures faster, else fp32 (the exact path; see :func:`~qwen3_rag_components.engine.placement.choose_dtype`).
+        ``quantization="int8"`` (CPU) quantizes the projections of every layer to int8 at load (see
+        :mod:`~qwen3_rag_components.engine.quantize`): faster where the CPU's int8 products are, at a measured cost in
+        fidelity (docs/fidelity.md).
         The other arguments are
         :class:`~qwen3_rag_components.engine.options.LoadSpec` and
         :class:`~qwen3_rag_components.engine.options.RerankOptions` fields.
         """
-        spec = LoadSpec(model_name_or_path, device, dtype, local_files_only, revision, token)
+        spec = LoadSpec(model_name_or_path, device, dtype, local_files_only, revision, token, quantization)
         options = RerankOptions(instruction, max_length, max_tokens_per_pack, max_docs_per_pack)
         return cls.load(spec, options)
 
@@ -255,6 +261,7 @@ class Qwen3RerankEngine(HasOptions):
             device=self.device,
             dtype=self.dtype,
             dtype_reason=self.dtype_reason,
+            quantization=self.quantization,
         )
         return BatchScoreResult(scores, meta)
 

@@ -31,19 +31,21 @@ class EngineComponent:
         model: str | os.PathLike[str],
         device: ComponentDevice | None,
         dtype: str | None,
+        quantization: str | None,
         token: Secret | None,
         local_files_only: bool,
         revision: str | None,
     ) -> None:
         # A single device, or raise now rather than at warm_up; None picks the best one here (and is saved as None).
         torch_device = ComponentDevice.resolve_device(device).to_torch_str()
-        spec = LoadSpec(model, torch_device, dtype, local_files_only, revision)
+        spec = LoadSpec(model, torch_device, dtype, local_files_only, revision, quantization=quantization)
         self.holder = EngineHolder(
             engine_class, spec, options, token=lambda: token.resolve_value() if token is not None else None
         )
         self.model = os.fspath(model)
         self.device = device
         self.dtype = dtype
+        self.quantization = quantization
         self.token = token
         self.local_files_only = local_files_only
         self.revision = revision
@@ -72,6 +74,7 @@ class EngineComponent:
             model=self.model,
             device=self.device,
             dtype=self.dtype,
+            quantization=self.quantization,
             token=self.token,
             local_files_only=self.local_files_only,
             revision=self.revision,

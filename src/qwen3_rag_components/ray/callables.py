@@ -37,6 +37,8 @@ class Qwen3RayEmbedder(EngineActor):
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; ``None`` picks CUDA when the actor sees a GPU, else CPU.
         dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` (or short names); ``None``: bf16 on CUDA and AMX
             CPUs, else fp32.
+        quantization: ``"int8"`` (CPU only): int8 weights and activations in every layer's projections; ``None``:
+            everything in ``dtype``.
         local_files_only: Never download; use the folder or the Hugging Face cache of each node.
         revision: Hub revision (branch, tag or commit).
         token: Hugging Face token (sent to every actor with its arguments); ``None`` uses each node's ``HF_TOKEN``.
@@ -69,6 +71,7 @@ class Qwen3RayEmbedder(EngineActor):
         instruction: str | None = None,
         device: str | None = None,
         dtype: str | None = None,
+        quantization: str | None = None,
         local_files_only: bool = False,
         revision: str | None = None,
         token: str | bool | None = None,
@@ -95,7 +98,7 @@ class Qwen3RayEmbedder(EngineActor):
             max_length=max_length,
             max_tokens_per_pack=max_tokens_per_pack,
         )
-        spec = LoadSpec(model, device, dtype, local_files_only, revision, token)
+        spec = LoadSpec(model, device, dtype, local_files_only, revision, token, quantization)
         self._hold(Qwen3EmbedEngine, spec, options, meta_column)
 
     @classmethod
@@ -141,6 +144,8 @@ class Qwen3RayReranker(EngineActor):
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; ``None`` picks CUDA when the actor sees a GPU, else CPU.
         dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` (or short names); ``None``: bf16 on CUDA and AMX
             CPUs, else fp32.
+        quantization: ``"int8"`` (CPU only): int8 weights and activations in every layer's projections; ``None``:
+            everything in ``dtype``.
         local_files_only: Never download; use the folder or the Hugging Face cache of each node.
         revision: Hub revision (branch, tag or commit).
         token: Hugging Face token (sent to every actor with its arguments); ``None`` uses each node's ``HF_TOKEN``.
@@ -172,6 +177,7 @@ class Qwen3RayReranker(EngineActor):
         instruction: str | None = None,
         device: str | None = None,
         dtype: str | None = None,
+        quantization: str | None = None,
         local_files_only: bool = False,
         revision: str | None = None,
         token: str | bool | None = None,
@@ -191,7 +197,7 @@ class Qwen3RayReranker(EngineActor):
             max_tokens_per_pack=max_tokens_per_pack,
             max_docs_per_pack=max_docs_per_pack,
         )
-        spec = LoadSpec(model, device, dtype, local_files_only, revision, token)
+        spec = LoadSpec(model, device, dtype, local_files_only, revision, token, quantization)
         self._hold(Qwen3RerankEngine, spec, options, meta_column)
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -1,0 +1,140 @@
+"""int8 weights on CPU (``quantization="int8"``): the 7 projections of every layer through oneDNN's int8 kernel.
+
+Each projection keeps symmetric int8 weights with one scale per output channel (``w ≈ scale[o] * q[o, i]``, q in
+±127, or ±63 where the CPU's kernel would saturate: :func:`weight_levels`), taken at
+load from the normal checkpoint; its input is quantized per token as it arrives (``x ≈ s[t] * (u[t, i] - 128)``, u
+uint8, ``s[t] = max|x[t]| / 127``), so one token's large values cost the others nothing. The product accumulates in
+int32 and comes back as ``s[t] * scale[o] * Σ_i (u - 128) q``, in the model dtype. Norms, rotary, attention, the
+embedding lookup, the reranker's yes/no rows and the embedding read-out stay in the model dtype.
+
+Why this kernel (AMD EPYC AVX2, 2 threads, [2048, 1024] × [1024, 3072], best of 5, in one run): oneDNN
+``qlinear_pointwise`` with the per-token quantization 327 GFLOP/s, fbgemm ``linear_dynamic`` 317-322 (one scale per
+call, which a single outlier token spoils: 59 % mean relative error of the other rows against 3.5 %), fp32 ``mm``
+166, ``torch._int_mm`` 2.8. oneDNN's int8 kernels use VNNI or AMX where the CPU has them.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal, get_args
+
+import torch
+from torch import nn
+
+Quantization = Literal["int8"]
+QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
+# The projections of a Qwen3 decoder layer, as attribute paths.
+PROJECTIONS = (
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+)
+ZERO_POINT = 128  # the uint8 activations' zero: symmetric int8 values shifted into uint8, as oneDNN wants them
+LEVELS = 127  # activations in ±127: symmetric, so -128 is never used and zero is exact
+TINY = torch.finfo(torch.float32).tiny  # the scale of an all-zero row (padding rows), so nothing divides by zero
+
+
+def check_quantization(quantization: object) -> None:
+    """``ValueError`` naming the choices unless ``quantization`` is one of them or None."""
+    if quantization is not None and quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"quantization={quantization!r} is not supported; use one of {list(QUANTIZATIONS)} (int8 weights and "
+            "activations on CPU), or None for the model's dtype."
+        )
+
+
+def check_quantization_device(quantization: str | None, device: torch.device) -> None:
+    """int8 runs on CPUs with oneDNN; elsewhere a ``ValueError`` says what to use instead."""
+    if quantization is None:
+        return
+    if device.type != "cpu":
+        raise ValueError(
+            f"quantization={quantization!r} runs on CPUs only (oneDNN int8 kernels); on device '{device}' use "
+            "quantization=None, where bf16 is the default."
+        )
+    if not torch.backends.mkldnn.is_available():
+        raise ValueError(
+            f"quantization={quantization!r} needs a torch build with oneDNN (torch.backends.mkldnn), which this one "
+            "lacks; use quantization=None."
+        )
+
+
+def int8_product(activations: torch.Tensor, packed_weight: torch.Tensor, weight_scale: torch.Tensor) -> torch.Tensor:
+    """``weight_scale[o] * Σ_i (activations[t, i] - 128) * weight[o, i]`` in fp32, the sum exact in int32.
+    activations: [N, in] uint8; packed_weight: ``qlinear_prepack`` of [out, in] int8; weight_scale: [out] fp32."""
+    zero_points = torch.zeros(len(weight_scale), dtype=torch.long)
+    return torch.ops.onednn.qlinear_pointwise(
+        activations, 1.0, ZERO_POINT, packed_weight, weight_scale, zero_points,
+        None, 1.0, 0, torch.float32, "none", [], "",
+    )  # fmt: skip
+
+
+@functools.cache
+def weight_levels() -> int:
+    """The int8 weights' range, ±127 or ±63, measured on this CPU: without VNNI or AMX (AVX2 only), oneDNN adds the
+    uint8 × int8 products in pairs in int16 (``vpmaddubsw``), which saturate above 32,767 (255 × 127 × 2 = 64,770
+    gave 32,767). Weights in ±63 keep every pair in range (255 × 63 × 2 = 32,130); measured on random 0.6B-shaped
+    weights, losing that bit of the weights moved scores less than losing it of the activations would."""
+    activations = torch.full((1, 2), 255, dtype=torch.uint8)  # +127 each, after the zero point
+    weight = torch.full((1, 2), 127, dtype=torch.int8)
+    product = int8_product(activations, torch.ops.onednn.qlinear_prepack(weight, None), torch.ones(1))
+    return 127 if product.item() == 2 * 127 * 127 else 63
+
+
+class Int8Linear(nn.Module):
+    """An ``nn.Linear`` with int8 weights (one scale per output channel) and per-token int8 activations."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        weight = linear.weight.detach().float()  # [out, in]
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        levels = weight_levels()
+        self.weight_scale = weight.abs().amax(1).clamp_min(TINY).div(levels)  # [out] fp32
+        quantized = torch.round(weight / self.weight_scale[:, None]).clamp_(-levels, levels).to(torch.int8)
+        self.packed_weight = torch.ops.onednn.qlinear_prepack(quantized, None)  # [in, out] int8, oneDNN's layout
+        self.bias = None if linear.bias is None else linear.bias.detach()
+        self.dtype = linear.weight.dtype  # the model dtype, of inputs and outputs
+
+    def project(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``self(x)`` written into ``out``. x: [N, in], out: [N, out], both in the model dtype."""
+        token_scale = x.abs().amax(1, keepdim=True).float().clamp_min_(TINY).div_(LEVELS)  # [N, 1] fp32
+        activations = torch.div(x, token_scale).round_().add_(ZERO_POINT).to(torch.uint8)  # [N, in]
+        products = int8_product(activations, self.packed_weight, self.weight_scale)  # [N, out] fp32, no token scale
+        if out.dtype == torch.float32:
+            torch.mul(products, token_scale, out=out)
+        else:
+            out.copy_(products.mul_(token_scale))
+        return out if self.bias is None else out.add_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [..., in] -> [..., out]."""
+        out = x.new_empty(*x.shape[:-1], self.out_features)
+        return self.project(x.reshape(-1, self.in_features), out.view(-1, self.out_features)).view(out.shape)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel"
+
+
+def quantize_model(model: nn.Module, quantization: str | None) -> None:
+    """Replace, in place, the projections of every decoder layer of ``model`` (a Qwen3 base model) by
+    :class:`Int8Linear`; the fp32/bf16 weights they held are freed. ``None``: nothing changes."""
+    if quantization is None:
+        return
+    for layer in model.layers:
+        for path in PROJECTIONS:
+            owner_name, name = path.split(".")
+            owner = getattr(layer, owner_name)
+            setattr(owner, name, Int8Linear(getattr(owner, name)))
+
+
+def quantization_of(model: nn.Module) -> Quantization | None:
+    """What :func:`quantize_model` did to ``model`` (a Qwen3 base model): ``"int8"`` or None."""
+    return "int8" if isinstance(model.layers[0].self_attn.q_proj, Int8Linear) else None
+
+
+def is_quantized(model: nn.Module) -> bool:
+    return quantization_of(model) is not None
