@@ -1,5 +1,7 @@
-"""Embedding benchmark: Qwen3EmbedEngine against the official padded path and sentence-transformers v6's
-SentenceTransformer set up as Qwen3-Embedding is, side by side in one process on the same inputs and thread count.
+"""Embedding benchmark: Qwen3EmbedEngine against the official padded path, sentence-transformers v6's
+SentenceTransformer set up as Qwen3-Embedding is and OpenVINO with int8 weights (``openvino-int8``,
+:mod:`openvino_peer`), side by side in one process on the same inputs and thread count; ``ours-int8`` is our engine
+with ``quantization="int8"``.
 
 A random Qwen3-Embedding checkpoint of the real 0.6B geometry (with ``--layers`` layers) is written once into
 ``bench/.cache``. Workload: 300 documents of workload R's length distribution plus 100 short queries.
@@ -8,6 +10,7 @@ A random Qwen3-Embedding checkpoint of the real 0.6B geometry (with ``--layers``
     python bench/embed.py --layers 28 --dtype both   # every peer in fp32, then every peer in bf16
     python bench/embed.py --layers 1 --documents 30 --queries 10   # quick check while developing
     python bench/embed.py --layers 28 --peers ours --dtype float32   # ours alone
+    python bench/embed.py --layers 28 --dtype float32 --documents 150 --queries 0 --peers openvino-int8 ours ours-int8
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.oracle`: 
 
 from tests.oracle import TASK, get_detailed_instruct, official_embeddings
 
+import openvino_peer
 from common import (
     BENCH_DTYPES,
     WORKLOADS,
@@ -42,6 +46,7 @@ from common import (
     dtype_json_path,
     format_ratio,
     format_table,
+    int8_matmul_gflops,
     make_workload,
     matmul_gflops,
     measure,
@@ -54,7 +59,7 @@ from common import (
 from qwen3_rag_components import Qwen3EmbedEngine
 
 QUERIES = WorkloadSpec("Q", "short queries", 100, 8, 0.4, 2, 20, seed=3)
-PEER_ORDER = ("official-padded", "st-sentence-transformer", "ours")
+PEER_ORDER = ("official-padded", "st-sentence-transformer", "openvino-int8", "ours", "ours-int8")
 
 # A peer embeds (documents, queries) and returns their vectors, stacked documents first.
 PeerFn = Callable[[list[str], list[str]], np.ndarray]
@@ -92,8 +97,31 @@ def sentence_transformer_peer(path: Path, batch_size: int, dtype: str, device: s
     return embed
 
 
-def our_peer(path: Path, meta: dict[str, Any], dtype: str, device: str = "cpu") -> PeerFn:
-    engine = Qwen3EmbedEngine.from_pretrained(str(path), device=device, dtype=dtype, local_files_only=True)
+def openvino_int8_peer(path: Path, batch_size: int, threads: int, notes: list[str]) -> PeerFn | None:
+    """OpenVINO with NNCF int8 weights (:mod:`openvino_peer`): the official inputs, right-padded batches, the
+    last-token state normalised; None (and why, in ``notes``) where OpenVINO is not installed."""
+    if why := openvino_peer.missing():
+        notes.append(why)
+        return None
+    run, note = openvino_peer.compile_int8(path, threads, None)
+    notes.append(note)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)  # appends <|endoftext|>
+
+    def embed(documents: list[str], queries: list[str]) -> np.ndarray:
+        texts = documents + [get_detailed_instruct(TASK, q) for q in queries]
+        ids = tokenizer(texts, truncation=True, max_length=8192)["input_ids"]
+        states = openvino_peer.run_batches(run, ids, batch_size, tokenizer.pad_token_id)[0]
+        return states / np.linalg.norm(states, axis=1, keepdims=True)
+
+    return embed
+
+
+def our_peer(
+    path: Path, meta: dict[str, Any], dtype: str, device: str = "cpu", quantization: str | None = None
+) -> PeerFn:
+    engine = Qwen3EmbedEngine.from_pretrained(
+        str(path), device=device, dtype=dtype, quantization=quantization, local_files_only=True
+    )
 
     def embed(documents: list[str], queries: list[str]) -> np.ndarray:
         docs = engine.encode(documents)
@@ -104,11 +132,18 @@ def our_peer(path: Path, meta: dict[str, Any], dtype: str, device: str = "cpu") 
     return embed
 
 
-def load_peer(name: str, path: Path, args: argparse.Namespace, dtype: str, meta: dict[str, Any]) -> PeerFn:
+def load_peer(
+    name: str, path: Path, args: argparse.Namespace, dtype: str, meta: dict[str, Any], notes: list[str]
+) -> PeerFn | None:
+    """The peer ``name``; None where it cannot run here (why: in ``notes``)."""
     if name == "official-padded":
         return official_peer(path, args.batch_size, dtype)
     if name == "st-sentence-transformer":
         return sentence_transformer_peer(path, args.batch_size, dtype)
+    if name == openvino_peer.PEER:
+        return openvino_int8_peer(path, args.batch_size, args.threads, notes)
+    if name == "ours-int8":
+        return our_peer(path, {}, dtype, quantization="int8")
     return our_peer(path, meta, dtype)
 
 
@@ -165,19 +200,27 @@ def main(argv: list[str] | None = None) -> None:
     )
     dtypes = bench_dtypes(args.dtype)
     # |Δ| is against the first peer's fp32 vectors in every dtype (ours is within 1e-5 of the official ones)
-    reference_name = args.peers[0]
+    reference_name = next(name for name in args.peers if not name.endswith("-int8"))
     reference = None
     if dtypes[0] != "float32":
-        reference = load_peer(reference_name, path, args, "float32", {})(documents, queries)
+        reference_peer = load_peer(reference_name, path, args, "float32", {}, [])
+        assert reference_peer is not None, f"{reference_name} cannot run here; put another peer first"
+        reference = reference_peer(documents, queries)
         release_memory()
     for dtype in dtypes:
-        matmul_rate = matmul_gflops(BENCH_DTYPES[dtype])
-        print(f"\n=== every peer in {dtype}; {dtype} matmul {matmul_rate:.1f} GFLOP/s (4096² F.linear, best of 3)")
+        matmul_rate, int8_rate = matmul_gflops(BENCH_DTYPES[dtype]), int8_matmul_gflops()
+        print(
+            f"\n=== every peer in {dtype}; {dtype} matmul {matmul_rate:.1f} GFLOP/s (4096² F.linear, best of 3); int8 "
+            f"product {int8_rate:.1f} GFLOP/s (4096² oneDNN u8×s8, best of 3)"
+        )
         meta: dict[str, Any] = {}
+        notes: list[str] = []
         results = {}
         for name in args.peers:
             print(f"  {name} ...", flush=True)
-            peer = load_peer(name, path, args, dtype, meta)
+            peer = load_peer(name, path, args, dtype, meta, notes)
+            if peer is None:
+                continue
             peer(documents[:2], queries[:2])  # warm-up: lazy init, thread pool, allocator
             results[name] = measure(lambda peer=peer: peer(documents, queries), args.repeat)
             del peer
@@ -187,7 +230,9 @@ def main(argv: list[str] | None = None) -> None:
             reference = results[reference_name].result
         ours = results["ours"].median_seconds
         rows, records = [], []
-        for name in args.peers:
+        for note in notes:
+            print(note)
+        for name in (name for name in args.peers if name in results):
             m = results[name]
             seconds = m.median_seconds
             record = {
@@ -196,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
                 "texts_per_s": len(lengths) / seconds,
                 "tokens_per_s": sum(lengths) / seconds,
                 "ours_speedup": seconds / ours,
-                "utilisation": work / seconds / (matmul_rate * 1e9),
+                "utilisation": work / seconds / ((int8_rate if name.endswith("-int8") else matmul_rate) * 1e9),
                 "rss_before_mb": m.rss_before_mb,
                 "peak_rss_mb": m.peak_mb,
                 "max_abs_delta": float(np.abs(m.result - reference).max()),
@@ -219,7 +264,8 @@ def main(argv: list[str] | None = None) -> None:
             )
         print(f"  ours meta: documents {meta['documents']}; queries {meta['queries']}")
         print(
-            f"  ours × = peer time / ours time; util = useful FLOPs / time / {dtype} matmul rate; peak RSS = peak "
+            f"  ours × = peer time / ours time; util = useful FLOPs / time / {dtype} matmul rate (the *-int8 peers: / "
+            "int8 product rate); peak RSS = peak "
             "during the timed call (VmHWM reset just before it); |Δ| and cosine against "
             f"{reference_name}'s fp32 vectors."
         )
@@ -237,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
                 "dtype": dtype,
                 "cpu_flags": cpu_flags(),
                 "matmul_gflops": matmul_rate,
+                "int8_matmul_gflops": int8_rate,
                 "peers": records,
                 "ours_meta": meta,
             }

@@ -398,7 +398,7 @@ def peer_rows(
     """One row per peer; ``reference_scores`` are the fp32 reference's (the |Δ| column in every dtype); the int8
     peers' utilisation is against ``int8_rate``, the others' against ``matmul_rate``."""
     ours = results["ours"].median_seconds
-    reference = results[next(name for name in PEER_ORDER if name in results)]  # official-vocab unless left out
+    reference = results[reference_peer(results)]
     reference_tensor = torch.tensor(reference_scores, dtype=torch.float64)
     rows, records = [], []
     for name in (name for name in PEER_ORDER if name in results):
@@ -440,6 +440,11 @@ def peer_rows(
 
 def is_int8(peer: str) -> bool:
     return peer.endswith("-int8")
+
+
+def reference_peer(results: dict[str, Any]) -> str:
+    """The first peer in table order that is not int8: official-vocab unless left out, else ours."""
+    return next(name for name in PEER_ORDER if name in results and not is_int8(name))
 
 
 def print_header(args: argparse.Namespace, path: Path, shape: DecoderShape) -> None:
@@ -585,7 +590,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         for workload in workloads:
             s, measured = stats[workload.name], results[workload.name]
-            reference = next(name for name in PEER_ORDER if name in measured)
+            reference = reference_peer(measured)
             references.setdefault(workload.name, measured[reference].result[0])
             print_workload(workload, s, measured)
             rows, records = peer_rows(workload, s, measured, matmul_rate, references[workload.name], int8_rate)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import qwen3_rag_components
-from qwen3_rag_components import Qwen3RerankEngine, cli
+from qwen3_rag_components import LoadSpec, Qwen3RerankEngine, cli
 
 from .fresh import in_fresh_process, numeric_state
 
@@ -284,6 +284,24 @@ def test_missing_model_folder(tmp_path, capsys):
 def test_serve_needs_a_model(capsys):
     assert cli.main(["serve", "--port", "0"]) == 2
     assert_one_error_line(capsys.readouterr().err, "give --reranker, --embedder (or both), or --demo")
+
+
+def test_serve_loads_what_quantization_asks(monkeypatch, reranker_paths):
+    import qwen3_rag_components.serve as serve
+
+    loaded = []
+
+    def load_models(reranker, embedder, **options):
+        loaded.extend([reranker, embedder])
+        raise ValueError("stop before serving")
+
+    monkeypatch.setattr(serve, "load_models", load_models)
+    model = str(reranker_paths["tied"])
+    assert cli.main(["serve", "--reranker", model, "--device", "cpu", "--quantization", "int8", "--port", "0"]) == 1
+    assert loaded == [LoadSpec(model, "cpu", quantization="int8"), None]
+    with pytest.raises(SystemExit) as usage_error:  # argparse: the choices are named on stderr
+        cli.main(["serve", "--reranker", model, "--quantization", "int4"])
+    assert usage_error.value.code == 2
 
 
 def test_embed_instruction_needs_query(capsys):

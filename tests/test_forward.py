@@ -246,7 +246,7 @@ def test_padding_rows_never_reach_a_result(engines, monkeypatch, dtype):
     by 40 rows, which it never is by itself)."""
     engine = engines[dtype]
     if dtype == torch.float32:
-        monkeypatch.setattr(forward_module, "padded_rows", lambda weight, rows: rows + 40)
+        monkeypatch.setattr(forward_module, "padded_rows", lambda weight, rows, quantized=False: rows + 40)
     prefix = engine.text.plain_ids(["a query part"])[0]
     items = engine.text.plain_ids(random_documents(9, seed=4))
     inputs = build_pack_inputs([(prefix, items)], engine.device, 16)

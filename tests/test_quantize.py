@@ -17,6 +17,7 @@ from qwen3_rag_components.engine.quantize import (
     Int8Linear,
     check_quantization_device,
     quantization_of,
+    quantize_tokens,
     weight_levels,
 )
 
@@ -104,6 +105,18 @@ def test_int8_linear_is_the_integer_arithmetic_per_token(
     # Per token: a row's result does not depend on the other rows of the call, however large they are.
     for row in {0, outlier_row % rows, rows - 1}:
         torch.testing.assert_close(quantized(x[row : row + 1])[0], got[row], rtol=1e-6, atol=1e-7)
+
+
+def test_a_quantized_input_gives_what_the_tensor_gives() -> None:
+    linear = nn.Linear(48, 20, bias=False)
+    x = torch.randn(7, 48)
+    tokens = quantize_tokens(x)  # once for q, k and v (or gate and up)
+    assert tokens.activations.dtype == torch.uint8 and tokens.scale.shape == (7, 1)
+    quantized = Int8Linear(linear)
+    torch.testing.assert_close(quantized.project(tokens, torch.empty(7, 20)), quantized(x), rtol=0, atol=0)
+    torch.testing.assert_close(
+        (tokens.activations.float() - 128) * tokens.scale, x, atol=float(tokens.scale.max()) / 2, rtol=0
+    )
 
 
 def test_int8_linear_keeps_the_model_dtype_and_the_bias() -> None:

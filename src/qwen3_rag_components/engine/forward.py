@@ -33,7 +33,7 @@ from .attention import (
     workspace_size,
 )
 from .fused import compile_once, fused_steps
-from .quantize import Int8Linear, is_quantized
+from .quantize import Int8Linear, QuantizedTokens, is_quantized, quantize_tokens
 
 
 @dataclass
@@ -158,10 +158,11 @@ def token_chunks(model: Qwen3Model, num_rows: int) -> list[slice]:
     return [slice(start, min(start + step, num_rows)) for start in range(0, num_rows, step)]
 
 
-def project(linear: torch.nn.Linear | Int8Linear, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``linear(x)`` written into ``out``. x: [N, in], out: [N, out]."""
+def project(linear: torch.nn.Linear | Int8Linear, x: torch.Tensor | QuantizedTokens, out: torch.Tensor) -> torch.Tensor:
+    """``linear(x)`` written into ``out``. x: [N, in] (quantized only for an int8 ``linear``), out: [N, out]."""
     if isinstance(linear, Int8Linear):
         return linear.project(x, out)
+    assert isinstance(x, torch.Tensor)
     torch.mm(x, linear.weight.t(), out=out)
     return out if linear.bias is None else out.add_(linear.bias)
 
@@ -339,9 +340,13 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
 
     *layers, last = model.layers
 
+    def shared_input(hc: torch.Tensor) -> torch.Tensor | QuantizedTokens:
+        """The input of several projections, quantized once where they are int8."""
+        return quantize_tokens(hc) if quantized else hc
+
     def attention_inputs(layer: torch.nn.Module, c: slice, n: int, hc: torch.Tensor) -> None:
         """Keys and values of chunk ``c``, and queries except in the last layer, from its normed input hc [n, C]."""
-        attn = layer.self_attn
+        attn, hc = layer.self_attn, shared_input(hc)
         kc = project(attn.k_proj, hc, out=k_chunk[:n].view(n, -1)).view(n, kv_heads, head_dim)
         steps.norm_rope(attn.k_norm, kc, cos[c], sin[c], k[c])
         project(attn.v_proj, hc, out=v[c].view(n, -1))
@@ -362,7 +367,7 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
         for c in chunks:
             n = len(x[c])
             project(attn.o_proj, attended[c], out=added[:n])
-            hc = steps.add_norm(layer.post_attention_layernorm, x[c], added[:n], h[:n])
+            hc = shared_input(steps.add_norm(layer.post_attention_layernorm, x[c], added[:n], h[:n]))
             g = project(mlp.gate_proj, hc, out=gate[:n])
             steps.swiglu(g, project(mlp.up_proj, hc, out=up[:n]))
             project(mlp.down_proj, g, out=added[:n])

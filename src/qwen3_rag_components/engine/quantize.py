@@ -16,6 +16,7 @@ call, which a single outlier token spoils: 59 % mean relative error of the other
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 import torch
@@ -85,6 +86,22 @@ def weight_levels() -> int:
     return 127 if product.item() == 2 * 127 * 127 else 63
 
 
+@dataclass(frozen=True)
+class QuantizedTokens:
+    """An input quantized per token once, for every projection that reads it (q, k and v read one normed input,
+    gate and up another): ``x ≈ scale * (activations - 128)``."""
+
+    activations: torch.Tensor  # [N, in] uint8
+    scale: torch.Tensor  # [N, 1] fp32: max|x[t]| / 127
+
+
+def quantize_tokens(x: torch.Tensor) -> QuantizedTokens:
+    """x: [N, in] in the model dtype."""
+    scale = torch.linalg.vector_norm(x, float("inf"), dim=1, keepdim=True, dtype=torch.float32)
+    scale = scale.clamp_min_(TINY).div_(LEVELS)  # [N, 1]
+    return QuantizedTokens(torch.div(x, scale).round_().add_(ZERO_POINT).to(torch.uint8), scale)
+
+
 class Int8Linear(nn.Module):
     """An ``nn.Linear`` with int8 weights (one scale per output channel) and per-token int8 activations."""
 
@@ -97,17 +114,17 @@ class Int8Linear(nn.Module):
         quantized = torch.round(weight / self.weight_scale[:, None]).clamp_(-levels, levels).to(torch.int8)
         self.packed_weight = torch.ops.onednn.qlinear_prepack(quantized, None)  # [in, out] int8, oneDNN's layout
         self.bias = None if linear.bias is None else linear.bias.detach()
-        self.dtype = linear.weight.dtype  # the model dtype, of inputs and outputs
 
-    def project(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """``self(x)`` written into ``out``. x: [N, in], out: [N, out], both in the model dtype."""
-        token_scale = x.abs().amax(1, keepdim=True).float().clamp_min_(TINY).div_(LEVELS)  # [N, 1] fp32
-        activations = torch.div(x, token_scale).round_().add_(ZERO_POINT).to(torch.uint8)  # [N, in]
-        products = int8_product(activations, self.packed_weight, self.weight_scale)  # [N, out] fp32, no token scale
+    def project(self, x: torch.Tensor | QuantizedTokens, out: torch.Tensor) -> torch.Tensor:
+        """``self(x)`` written into ``out``. x: [N, in] in the model dtype, or already quantized; out: [N, out]."""
+        tokens = x if isinstance(x, QuantizedTokens) else quantize_tokens(x)
+        products = int8_product(
+            tokens.activations, self.packed_weight, self.weight_scale
+        )  # [N, out] fp32, no token scale
         if out.dtype == torch.float32:
-            torch.mul(products, token_scale, out=out)
+            torch.mul(products, tokens.scale, out=out)
         else:
-            out.copy_(products.mul_(token_scale))
+            out.copy_(products.mul_(tokens.scale))
         return out if self.bias is None else out.add_(self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

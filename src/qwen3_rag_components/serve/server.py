@@ -33,7 +33,8 @@ def _loaded(engine_class: type[Any], spec: LoadSpec, options: RerankOptions | Em
     holder = EngineHolder(engine_class, spec, options)
     engine = holder.engine
     seconds = time.perf_counter() - start
-    logger.info("loaded %s on %s (%s) in %.1f s", spec.model, engine.device, dtype_name(engine.dtype), seconds)
+    kind = dtype_name(engine.dtype) + (f", {engine.quantization} projections" if engine.quantization else "")
+    logger.info("loaded %s on %s (%s) in %.1f s", spec.model, engine.device, kind, seconds)
     return ServedModel(spec.model, holder)
 
 
