@@ -88,4 +88,4 @@ def run_batches(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """``run`` over ``rows`` in input order, ``batch_size`` rows a call: [N, ...]."""
     outputs = [run(*right_padded(rows[i : i + batch_size], pad_id)) for i in range(0, len(rows), batch_size)]
-    return np.concatenate(outputs), {"batches": len(outputs)}
+    return (np.concatenate(outputs) if outputs else np.empty((0, 0), dtype=np.float32)), {"batches": len(outputs)}

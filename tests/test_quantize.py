@@ -160,6 +160,8 @@ def test_int8_replaces_the_seven_projections_of_every_layer_and_nothing_else(rer
     assert sorted(quantized) == sorted(expected)
     assert not [name for name, module in engine.model.named_modules() if isinstance(module, nn.Linear)]
     assert engine.model.embed_tokens.weight.dtype == torch.float32
+    # The parameters left own their memory: no view keeps the checkpoint's memory-mapped file alive.
+    assert all(p.untyped_storage().nbytes() == p.nbytes for p in engine.model.parameters())
 
 
 def test_the_engine_cache_keeps_int8_apart(reranker_model: str) -> None:
