@@ -35,7 +35,8 @@ def load_qwen3(auto_class: type, spec: LoadSpec) -> tuple[PreTrainedModel, PreTr
     asked_dtype, spec = spec.dtype, spec.resolved()
     name = spec.model
     why = choose_dtype(asked_dtype, spec.device)[1]
-    logger.info("%s: %s on %s (%s), quantization %s", name, dtype_name(spec.dtype), spec.device, why, spec.quantization)
+    int8 = f", {spec.quantization} projections" if spec.quantization else ""
+    logger.info("%s: %s%s on %s (%s)", name, dtype_name(spec.dtype), int8, spec.device, why)
     if spec.dtype == torch.float32 and (precision := reduced_fp32_matmul(spec.device)):
         logger.warning(
             "%s: torch's fp32 matmul precision is %r: fp32 matrix products may run in that format where the hardware "
