@@ -18,6 +18,7 @@ from qwen3_rag_components.engine.quantize import (
     check_quantization_device,
     quantization_of,
     quantize_tokens,
+    replace_projections,
     weight_levels,
 )
 
@@ -67,12 +68,7 @@ class EmulatedInt8Linear(nn.Module):
 
 
 def emulate_int8(model: nn.Module) -> nn.Module:
-    base = getattr(model, "model", model)
-    for layer in base.layers:
-        for path in PROJECTIONS:
-            owner_name, name = path.split(".")
-            owner = getattr(layer, owner_name)
-            setattr(owner, name, EmulatedInt8Linear(getattr(owner, name)))
+    replace_projections(model, EmulatedInt8Linear)
     return model
 
 

@@ -33,7 +33,7 @@ from .attention import (
     workspace_size,
 )
 from .fused import compile_once, fused_steps
-from .quantize import Int8Linear, QuantizedTokens, is_quantized, quantize_tokens
+from .quantize import Int8Linear, QuantizedTokens, quantization_of, quantize_tokens
 
 
 @dataclass
@@ -152,7 +152,7 @@ def token_chunks(model: Qwen3Model, num_rows: int) -> list[slice]:
     """Chunks of the pack's ``num_rows`` (its tokens and their padding; a padded row count itself): all of one padded
     row count, at most :func:`chunk_tokens` or the least padded row count above it, but the last, which may be
     smaller."""
-    weight, quantized = model.embed_tokens.weight, is_quantized(model)
+    weight, quantized = model.embed_tokens.weight, quantization_of(model) is not None
     limit = chunk_tokens(model)
     step = padded_rows(weight, -(-num_rows // -(-num_rows // limit)), quantized)  # ceil(T / chunks), padded
     return [slice(start, min(start + step, num_rows)) for start in range(0, num_rows, step)]
@@ -293,7 +293,7 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
     """
     config = model.config  # hidden_act is "silu": checked when loading
     heads, kv_heads, head_dim = config.num_attention_heads, config.num_key_value_heads, config.head_dim
-    weight, quantized = model.embed_tokens.weight, is_quantized(model)
+    weight, quantized = model.embed_tokens.weight, quantization_of(model) is not None
     num_tokens = len(inputs.token_ids)
     num_rows = padded_rows(weight, num_tokens, quantized)  # rows past the tokens: zeros at first, never read
     readout = padded_readout(inputs.readout, padded_rows(weight, len(inputs.readout), quantized))  # [R'] last layer

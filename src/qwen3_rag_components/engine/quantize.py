@@ -16,6 +16,7 @@ call, which a single outlier token spoils: 59 % mean relative error of the other
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -67,11 +68,16 @@ def check_quantization_device(quantization: str | None, device: torch.device) ->
 def int8_product(activations: torch.Tensor, packed_weight: torch.Tensor, weight_scale: torch.Tensor) -> torch.Tensor:
     """``weight_scale[o] * Σ_i (activations[t, i] - 128) * weight[o, i]`` in fp32, the sum exact in int32.
     activations: [N, in] uint8; packed_weight: ``qlinear_prepack`` of [out, in] int8; weight_scale: [out] fp32."""
-    zero_points = torch.zeros(len(weight_scale), dtype=torch.long)
     return torch.ops.onednn.qlinear_pointwise(
-        activations, 1.0, ZERO_POINT, packed_weight, weight_scale, zero_points,
+        activations, 1.0, ZERO_POINT, packed_weight, weight_scale, _zero_points(len(weight_scale)),
         None, 1.0, 0, torch.float32, "none", [], "",
     )  # fmt: skip
+
+
+@functools.cache
+def _zero_points(size: int) -> torch.Tensor:
+    """The weights' zero points (symmetric: all 0), [size] int64, allocated once per output width."""
+    return torch.zeros(size, dtype=torch.long)
 
 
 @functools.cache
@@ -119,9 +125,8 @@ class Int8Linear(nn.Module):
     def project(self, x: torch.Tensor | QuantizedTokens, out: torch.Tensor) -> torch.Tensor:
         """``self(x)`` written into ``out``. x: [N, in] in the model dtype, or already quantized; out: [N, out]."""
         tokens = x if isinstance(x, QuantizedTokens) else quantize_tokens(x)
-        products = int8_product(
-            tokens.activations, self.packed_weight, self.weight_scale
-        )  # [N, out] fp32, no token scale
+        # [N, out] fp32, the weight scales applied and the token scales not yet
+        products = int8_product(tokens.activations, self.packed_weight, self.weight_scale)
         if out.dtype == torch.float32:
             torch.mul(products, tokens.scale, out=out)
         else:
@@ -137,22 +142,28 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel"
 
 
-def quantize_model(model: nn.Module, quantization: str | None) -> None:
-    """Replace, in place, the projections of every decoder layer of ``model`` (a Qwen3 base model) by
-    :class:`Int8Linear`; the fp32/bf16 weights they held are freed. ``None``: nothing changes."""
-    if quantization is None:
-        return
-    for layer in model.layers:
+def replace_projections(model: nn.Module, make: Callable[[nn.Linear], nn.Module]) -> None:
+    """Replace, in place, the :data:`PROJECTIONS` of every decoder layer of ``model`` (a Qwen3 base model, or a
+    Qwen3ForCausalLM, which keeps it in ``.model``) by ``make(linear)``."""
+    for layer in getattr(model, "model", model).layers:
         for path in PROJECTIONS:
             owner_name, name = path.split(".")
             owner = getattr(layer, owner_name)
-            setattr(owner, name, Int8Linear(getattr(owner, name)))
+            setattr(owner, name, make(getattr(owner, name)))
+
+
+def quantize_model(model: nn.Module) -> None:
+    """Make ``model`` (as for :func:`replace_projections`) run int8 projections (:class:`Int8Linear`), in place.
+
+    The checkpoint's tensors may be views of one memory-mapped file, which stays mapped (and the pages that
+    quantizing read stay resident: 2.6 GB against 1.5 GB for a 28-layer 0.6B reranker) while any view lives: the
+    parameters left (embedding, norms, head) get memory of their own, so the file and the replaced weights are freed.
+    """
+    replace_projections(model, Int8Linear)
+    for parameter in model.parameters():
+        parameter.data = parameter.data.clone()
 
 
 def quantization_of(model: nn.Module) -> Quantization | None:
     """What :func:`quantize_model` did to ``model`` (a Qwen3 base model): ``"int8"`` or None."""
     return "int8" if isinstance(model.layers[0].self_attn.q_proj, Int8Linear) else None
-
-
-def is_quantized(model: nn.Module) -> bool:
-    return quantization_of(model) is not None
