@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` sits next t
 
 from common import WORKLOADS, cpu_name, make_workload, peak_rss_mb, random_checkpoint, reset_peak_rss, rss_mb
 from qwen3_rag_components import Qwen3RerankEngine
+from qwen3_rag_components.engine.service import score_requests_async
 
 
 def requests_of(count: int, passages: int) -> list[dict]:
@@ -72,7 +73,7 @@ async def over_http(url: str, bodies: list[dict]) -> tuple[float, list[float], i
 async def in_process(engine: Qwen3RerankEngine, bodies: list[dict]) -> tuple[float, list[float], list[list[float]]]:
     async def one(body: dict) -> tuple[float, list[float]]:
         start = time.perf_counter()
-        scores = await engine.score_async(body["query"], body["documents"])
+        scores = (await score_requests_async(engine, [(body["query"], body["documents"])])).scores[0]
         return time.perf_counter() - start, scores
 
     start = time.perf_counter()

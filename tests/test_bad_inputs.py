@@ -190,11 +190,11 @@ def test_langchain_classes_reject_a_query_that_is_not_a_string(langchain_classes
 
 def test_engine_rejects_requests_that_are_not_a_list(rerank_engine):
     with pytest.raises(TypeError, match=r"requests must be a list of \(query, documents\) pairs, got NoneType"):
-        rerank_engine.score_batch(None)
+        rerank_engine.score_batch_with_meta(None)
     with pytest.raises(TypeError, match=r"requests\[0\] must be a \(query, documents\) pair, got str"):
-        rerank_engine.score_batch(["query"])
+        rerank_engine.score_batch_with_meta(["query"])
     with pytest.raises(TypeError, match=r"The query of requests\[1\] is int"):
-        rerank_engine.score_batch([(QUERY, ["a"]), (7, ["b"])])
+        rerank_engine.score_batch_with_meta([(QUERY, ["a"]), (7, ["b"])])
 
 
 # Checkpoints, devices and options that cannot work, through every surface: each fails on load with the value named.

@@ -196,7 +196,8 @@ def test_a_batch_is_one_engine_call_with_one_request_per_row(reranker_model, mon
     out = reranker(batch)
     assert calls == [[("a", ["x", "y"]), ("b", ["z"]), ("a", []), ("b", ["x"]), ("a", ["w"])]]
     assert out.column_names == ["q", "d", "id", "scores", "meta"]
-    assert out.column("scores").to_pylist() == engine.score_batch(calls[0])  # the same call: the same floats
+    same_call = engine.score_batch_with_meta(calls[0]).scores
+    assert out.column("scores").to_pylist() == same_call  # the same call: the same floats
     metas = out.column("meta").to_pylist()
     assert metas == [reranker.holder.last_meta.to_dict()] * 5  # the batch's meta on every row
     assert (metas[0]["documents"], metas[0]["unique_documents"], metas[0]["packs"]) == (5, 5, 1)

@@ -91,7 +91,7 @@ def test_score_batch_equals_separate_calls(rerank_engine):
         (QUERY, ["shared", "only here"]),
         ("empty request", []),
     ]
-    batched = rerank_engine.score_batch(requests)
+    batched = rerank_engine.score_batch_with_meta(requests).scores
     assert [len(s) for s in batched] == [7, 3, 2, 0]
     for (query, documents), scores in zip(requests, batched, strict=True):
         assert scores == pytest.approx(rerank_engine.score(query, documents), abs=TOLERANCE)
@@ -143,7 +143,7 @@ def test_bad_query_and_instruction_types(rerank_engine):
     with pytest.raises(TypeError, match="instruction must be a str"):
         rerank_engine.score(QUERY, ["doc"], instruction=3)
     with pytest.raises(TypeError, match=r"requests\[0\] must be a \(query, documents\) pair"):
-        rerank_engine.score_batch(["just a query"])
+        rerank_engine.score_batch_with_meta(["just a query"])
 
 
 def test_query_part_that_cannot_fit_raises_with_the_numbers(reranker_path):

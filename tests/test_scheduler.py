@@ -18,6 +18,7 @@ import qwen3_rag_components.engine.forward as forward_module
 import qwen3_rag_components.engine.scheduler as scheduler_module
 from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
 from qwen3_rag_components.engine.scheduler import Job, PackScheduler, join_workers
+from qwen3_rag_components.engine.service import score_requests_async
 
 from .texts import random_documents
 
@@ -74,6 +75,10 @@ def embedder(embedder_model: str) -> Qwen3EmbedEngine:
     return Qwen3EmbedEngine.from_pretrained(embedder_model, device="cpu")
 
 
+async def ascore(engine: Qwen3RerankEngine, query: str, documents: list[str]) -> list[float]:
+    return (await score_requests_async(engine, [(query, documents)])).scores[0]
+
+
 def jobs(count: int, size: int, seed: int = 0) -> list[tuple[str, list[str]]]:
     documents = random_documents(count * size, seed=seed)
     return [(f"query number {k} about {documents[k][:20]}", documents[k * size : (k + 1) * size]) for k in range(count)]
@@ -122,7 +127,7 @@ def test_async_tasks_match_sequential_calls_and_share_packs(reranker, monkeypatc
         # One executor thread in all: a call that held a thread while it waits would block the others here.
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=1))
         spy.hold()
-        tasks = [asyncio.create_task(reranker.score_async(q, d)) for q, d in work]
+        tasks = [asyncio.create_task(ascore(reranker, q, d)) for q, d in work]
         while reranker.scheduler._arrivals < len(work):  # every call reaches the queue while the first pack is held
             await asyncio.sleep(0.01)
         spy.go()
@@ -235,10 +240,10 @@ def test_cancelled_task_drops_its_packs_and_leaves_the_others_intact(reranker, m
 
     async def main() -> list[list[float]]:
         spy.hold()
-        doomed = asyncio.create_task(engine.score_async(long_query, long_documents))
+        doomed = asyncio.create_task(ascore(engine, long_query, long_documents))
         while not spy.started.is_set():
             await asyncio.sleep(0.01)
-        others = [asyncio.create_task(engine.score_async(q, d)) for q, d in work]
+        others = [asyncio.create_task(ascore(engine, q, d)) for q, d in work]
         await asyncio.sleep(0.2)
         doomed.cancel()
         spy.go()
@@ -311,7 +316,7 @@ def test_the_event_loop_keeps_its_pace(reranker, monkeypatch):
 
         tick = asyncio.create_task(ticker())
         start = time.perf_counter()
-        await asyncio.gather(*(engine.score_async(q, d) for q, d in work))
+        await asyncio.gather(*(ascore(engine, q, d) for q, d in work))
         total = time.perf_counter() - start
         done.set()
         await tick

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from .engine import (
     EmbedOptions,
-    EmbedResult,
     EngineHolder,
     LoadSpec,
     Qwen3EmbedEngine,
@@ -18,7 +16,13 @@ from .engine import (
     RerankOptions,
     RunMeta,
 )
-from .engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
+from .engine.options import (
+    DEFAULT_EMBEDDER,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_MAX_TOKENS_PER_PACK,
+    DEFAULT_RERANKER,
+    chunking_of,
+)
 
 
 class EngineFields(BaseModel):
@@ -101,6 +105,11 @@ class RerankFields(EngineFields):
     """Token budget of one forward pass: lower it to save memory, raise it for throughput on a large GPU."""
     max_docs_per_pack: int | None = None
     """Most inputs in one forward pass; ``None`` lets the token budget alone decide."""
+    max_tokens_per_doc: int | None = None
+    """Opt-in chunking: a longer input is scored in windows of this many tokens and gets its best window's score;
+    ``None`` keeps the official end-cut."""
+    chunk_overlap: int = 0
+    """Tokens each window repeats from the one before it (with ``max_tokens_per_doc``)."""
 
     @field_validator("top_n")
     @classmethod
@@ -115,6 +124,7 @@ class RerankFields(EngineFields):
             max_length=self.max_length,
             max_tokens_per_pack=self.max_tokens_per_pack,
             max_docs_per_pack=self.max_docs_per_pack,
+            chunking=chunking_of(self.max_tokens_per_doc, self.chunk_overlap),
         )
 
 
@@ -157,9 +167,3 @@ class EmbedFields(EngineFields):
             max_length=self.max_length,
             max_tokens_per_pack=self.max_tokens_per_pack,
         )
-
-
-def recorded_vectors(holder: EngineHolder[Any], result: EmbedResult) -> np.ndarray:
-    """The result's ``[N, d]`` vectors, its meta kept as the holder's last."""
-    holder.record(result.meta)
-    return result.embeddings

@@ -140,8 +140,8 @@ def test_model_accepts_a_path(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"top_k": 0}, ValueError, "top_k must be > 0"),
-        ({"top_k": -3}, ValueError, "top_k must be > 0"),
+        ({"top_k": 0}, ValueError, "top_k=0 is invalid; it must be a positive int"),
+        ({"top_k": -3}, ValueError, "top_k=-3 is invalid"),
         ({"max_length": 0}, ValueError, "max_length=0"),
         ({"max_tokens_per_pack": 0}, ValueError, "max_tokens_per_pack=0"),
         ({"max_docs_per_pack": 0}, ValueError, "max_docs_per_pack=0"),
@@ -158,7 +158,7 @@ def test_init_errors(kwargs, error, match):
 
 def test_run_errors_without_loading():
     ranker = Qwen3Ranker("does/not-exist", local_files_only=True)
-    with pytest.raises(ValueError, match="top_k must be > 0, but got 0"):
+    with pytest.raises(ValueError, match="top_k=0 is invalid; it must be a positive int"):
         ranker.run(QUERY, [Document(content="x")], top_k=0)
     with pytest.raises(TypeError, match="Qwen3Ranker expects a list of Documents as input, got str"):
         ranker.run(QUERY, "a document")
@@ -244,10 +244,8 @@ def test_duplicates_are_scored_once_and_returned_once(ranker, documents, monkeyp
     high = Document(id="dup", content="Beijing is the capital of China.", meta={"copy": "high"}, score=0.9)
     calls = []
     engine = ranker.holder.engine
-    score = engine.score_with_meta
-    monkeypatch.setattr(
-        engine, "score_with_meta", lambda query, texts, **kw: calls.append(texts) or score(query, texts, **kw)
-    )
+    plan = engine.plan
+    monkeypatch.setattr(engine, "plan", lambda requests, *a: calls.append(requests[0][1]) or plan(requests, *a))
     result = ranker.run(QUERY, [low, *documents, high, documents[0]])["documents"]
     assert [len(texts) for texts in calls] == [len(documents) + 1]
     assert sorted(d.id for d in result) == sorted([*(d.id for d in documents), "dup"])

@@ -117,7 +117,8 @@ def test_empty_input_returns_nothing_without_loading_the_model():
     reranker = Qwen3Reranker(model="/does/not/exist", local_files_only=True)
     assert reranker.compress_documents([], QUERY) == []
     assert reranker.rerank([], QUERY) == []
-    assert not reranker.holder.loaded and reranker.last_meta is None
+    assert not reranker.holder.loaded
+    assert reranker.last_meta.documents == 0 and reranker.last_meta.packs == 0  # recorded as in every adapter
 
 
 async def test_async_equals_sync(make_reranker):

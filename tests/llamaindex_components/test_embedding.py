@@ -76,7 +76,8 @@ def test_empty_input_returns_nothing_without_loading_the_model():
     embed_model = Qwen3Embedding(model="/does/not/exist", local_files_only=True)
     assert embed_model.get_text_embedding_batch([]) == []
     assert embed_model._get_text_embeddings([]) == []
-    assert not embed_model.holder.loaded and embed_model.last_meta is None
+    assert not embed_model.holder.loaded
+    assert embed_model.last_meta.documents == 0 and embed_model.last_meta.packs == 0  # recorded as in every adapter
 
 
 def test_instances_share_one_loaded_model(make_embedding, embedder_model):

@@ -7,8 +7,6 @@ the same pack layout gives the same bits, see docs/fidelity.md).
 from __future__ import annotations
 
 import base64
-import signal
-import threading
 
 import httpx
 import numpy as np
@@ -17,7 +15,7 @@ from haystack import Document
 from haystack.components.embedders import OpenAIDocumentEmbedder, OpenAITextEmbedder
 from haystack.utils import Secret
 
-from .conftest import API_KEY, AUTH, start_server
+from .conftest import API_KEY, AUTH
 
 TOLERANCE = 1e-5
 QUERY = "What is the capital of China?"
@@ -84,31 +82,3 @@ def test_tei_routes_over_http(server, reference_reranker, reference_embedder):
     expected = reference_reranker.score(QUERY, DOCUMENTS)
     assert all(abs(r["score"] - expected[r["index"]]) <= TOLERANCE for r in ranked)
     assert close(vectors, reference_embedder.encode(DOCUMENTS).embeddings)
-
-
-def test_sigterm_finishes_the_requests_in_flight_then_exits(reranker_model, embedder_model):
-    server = start_server(reranker_model, embedder_model, "--max-tokens-per-pack", "64")
-    documents = [f"passage {i} about rivers, mountains and the capitals of the world" for i in range(300)]
-    outcome: dict[str, object] = {}
-
-    def slow_request() -> None:
-        body = {"query": QUERY, "documents": documents}
-        outcome["response"] = httpx.post(f"{server.url}/v1/rerank", json=body, headers=AUTH, timeout=120)
-
-    caller = threading.Thread(target=slow_request)
-    caller.start()
-    with httpx.Client(base_url=server.url, headers=AUTH) as http:  # wait until the request is being computed
-        for _ in range(600):
-            if "qwen3_rag_requests_in_flight 2.0" in http.get("/metrics").text:  # the rerank and this scrape
-                break
-        else:
-            pytest.fail("the rerank request was never seen in flight")
-    server.process.send_signal(signal.SIGTERM)
-    caller.join(timeout=120)
-    response = outcome["response"]
-    assert isinstance(response, httpx.Response) and response.status_code == 200
-    assert len(response.json()["results"]) == len(documents)
-    # uvicorn re-raises the signal once it has shut down, so the exit status is the signal's (as for any TERM).
-    assert server.process.wait(timeout=60) == -signal.SIGTERM
-    log = server.process.stdout.read()
-    assert "Waiting for application shutdown" in log or "Shutting down" in log

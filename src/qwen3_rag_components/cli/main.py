@@ -13,11 +13,12 @@ from typing import Any, TypeVar
 import numpy as np
 
 from .. import __version__
-from ..engine import EmbedOptions, LoadSpec, Qwen3EmbedEngine, Qwen3RerankEngine, RerankOptions
-from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
+from ..engine import EmbedOptions, EngineHolder, LoadSpec, Qwen3EmbedEngine, Qwen3RerankEngine, RerankOptions
+from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER, chunking_of
 from ..engine.placement import DTYPES
 from ..engine.precision import PRECISIONS
 from ..engine.quantize import QUANTIZATIONS
+from ..engine.service import Embedder, Reranker
 from .serve import add_serve_command
 from .texts import PROG, CliError, float32_values, read_texts, report, show_progress, write_jsonl
 
@@ -61,14 +62,17 @@ def timed_load(load: Callable[[], T]) -> tuple[T, float]:
 
 def run_rerank(args: argparse.Namespace) -> int:
     documents = read_texts(args.file, args.format)
-    options = RerankOptions(instruction=args.instruction, max_tokens_per_pack=args.max_tokens_per_pack)
-    engine, load_ms = timed_load(lambda: Qwen3RerankEngine.load(load_spec(args), options))
-    result = engine.score_batch_with_meta([(args.query, documents)], progress=show_progress(documents))
-    scores = result.scores[0]
-    order = sorted(range(len(documents)), key=lambda i: -scores[i])[: args.top_k]  # stable: ties keep input order
-    write_jsonl({"index": i, "score": scores[i], "text": documents[i]} for i in order)
+    options = RerankOptions(
+        instruction=args.instruction,
+        max_tokens_per_pack=args.max_tokens_per_pack,
+        chunking=chunking_of(args.max_tokens_per_doc, args.chunk_overlap),
+    )
+    reranker = Reranker(EngineHolder(Qwen3RerankEngine, load_spec(args), options))
+    _, load_ms = timed_load(lambda: reranker.holder.engine)
+    ranking = reranker.rank(args.query, documents, top_k=args.top_k, progress=show_progress(documents))
+    write_jsonl({"index": i, "score": score, "text": documents[i]} for i, score in ranking.ranked())
     if args.verbose:
-        report(result.meta, load_ms)
+        report(ranking.meta, load_ms)
     return 0
 
 
@@ -86,8 +90,10 @@ def run_embed(args: argparse.Namespace) -> int:
         ranges=read_ranges(args.ranges),
         max_tokens_per_pack=args.max_tokens_per_pack,
     )
-    engine, load_ms = timed_load(lambda: Qwen3EmbedEngine.load(load_spec(args), options))
-    result = engine.encode(texts, is_query=args.query, progress=show_progress(texts))
+    embedder = Embedder(EngineHolder(Qwen3EmbedEngine, load_spec(args), options))
+    _, load_ms = timed_load(lambda: embedder.holder.engine)
+    kind = "queries" if args.query else "documents"
+    result = embedder.embed(texts, kind=kind, progress=show_progress(texts))
     embeddings = result.embeddings  # [N, d] float32 (or the precision's form), input order
     values = float32_values if args.precision == "float32" else np.ndarray.tolist
     if args.output is None:
@@ -204,6 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_input_options(rerank, "documents")
     rerank.add_argument("--top-k", type=positive_int, default=None, metavar="N", help="print only the N best")
     rerank.add_argument("--instruction", default=None, help="the <Instruct> text (default: the web search one)")
+    rerank.add_argument(
+        "--max-tokens-per-doc",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="score a longer document in windows of N tokens, by its best window (default: the official end-cut)",
+    )
+    rerank.add_argument(
+        "--chunk-overlap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="tokens each window repeats (with --max-tokens-per-doc)",
+    )
     add_model_options(rerank, DEFAULT_RERANKER)
     rerank.set_defaults(run=run_rerank)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -69,6 +70,28 @@ def add_serve_command(commands: Any, positive_int: Any) -> None:
     limits.add_argument(
         "--max-body-bytes", type=positive_int, default=16 * 2**20, metavar="N", help="request body size"
     )
+    load = parser.add_argument_group("load (past these: 429 with Retry-After)")
+    load.add_argument(
+        "--max-concurrent-requests",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="requests in flight at once (default: 4 per CPU core, at least 16)",
+    )
+    load.add_argument(
+        "--max-queued-tokens",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="tokens of admitted requests not yet computed (default: 262144, 32 packs of the default size)",
+    )
+    load.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="on SIGTERM or SIGINT: stop accepting, let requests in flight finish for up to S s, exit 0 (default 30)",
+    )
     parser.set_defaults(run=run_serve)
 
 
@@ -107,6 +130,16 @@ def run_serve(args: argparse.Namespace) -> int:
         rerank_options=RerankOptions(max_tokens_per_pack=args.max_tokens_per_pack),
         embed_options=EmbedOptions(max_tokens_per_pack=args.max_tokens_per_pack),
     )
-    limits = ServeLimits(args.max_documents, args.max_chars, args.max_body_bytes)
-    run_server(served_reranker, served_embedder, host=args.host, port=args.port, limits=limits, api_key=args.api_key)
-    return 0
+    load = {"max_concurrent_requests": args.max_concurrent_requests, "max_queued_tokens": args.max_queued_tokens}
+    given = {name: value for name, value in load.items() if value is not None}  # else ServeLimits' defaults
+    limits = ServeLimits(args.max_documents, args.max_chars, args.max_body_bytes, **given)
+    stopped_by = run_server(
+        served_reranker,
+        served_embedder,
+        host=args.host,
+        port=args.port,
+        limits=limits,
+        api_key=args.api_key,
+        graceful_timeout=args.graceful_timeout,
+    )
+    return 130 if stopped_by == signal.SIGINT else 0  # drained: SIGTERM is a normal stop, Ctrl-C an interrupt

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlparse
 
-from ..engine.loading import is_local_path
-from ..engine.options import check_model_name
+from ..engine.options import check_model_name, is_local_path
 
 DEFAULT_RANDOM_GEOMETRY = "0.6b-2layers"
 # Random fallback: layer geometry name -> Qwen3Geometry fields (hidden, mlp, layers, heads, kv heads, head_dim).

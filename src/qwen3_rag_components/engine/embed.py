@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from array import array
 from collections.abc import Sequence
@@ -40,7 +41,9 @@ from .scheduler import Job, PackScheduler
 
 
 @dataclass(frozen=True)
-class _EmbedPlan:
+class EmbedPlan:
+    """What :meth:`Qwen3EmbedEngine.plan` prepared: the scheduler's job and the head's settings."""
+
     job: Job
     text_index: list[int]  # item of each input text
     dimensions: int | None
@@ -199,10 +202,18 @@ class Qwen3EmbedEngine(HasOptions):
         ``progress=True`` shows a tqdm bar; a callable gets ``(done, total)`` after each pack.
         """
         start = time.perf_counter()
-        plan = self._plan(texts, is_query, instruction, dimensions, normalize, precision, ranges)
+        plan = self.plan(
+            texts,
+            is_query=is_query,
+            instruction=instruction,
+            dimensions=dimensions,
+            normalize=normalize,
+            precision=precision,
+            ranges=ranges,
+        )
         with progress_callback(progress, len(plan.job.items), "Embedding") as callback:
             run = self.scheduler.run(plan.job, callback)
-        return self._vectors(plan, run, start)
+        return self.finish(plan, run, start)
 
     async def encode_async(
         self,
@@ -220,23 +231,34 @@ class Qwen3EmbedEngine(HasOptions):
         start = time.perf_counter()
         # tokenizing: off the loop
         plan = await asyncio.to_thread(
-            self._plan, texts, is_query, instruction, dimensions, normalize, precision, ranges
+            functools.partial(
+                self.plan,
+                texts,
+                is_query=is_query,
+                instruction=instruction,
+                dimensions=dimensions,
+                normalize=normalize,
+                precision=precision,
+                ranges=ranges,
+            )
         )
         with progress_callback(progress, len(plan.job.items), "Embedding") as callback:
             run = await self.scheduler.run_async(plan.job, callback)
-        return self._vectors(plan, run, start)
+        return self.finish(plan, run, start)
 
-    def _plan(
+    def plan(
         self,
         texts: Sequence[str],
-        is_query: bool,
-        instruction: str | None,
-        dimensions: int | None,
-        normalize: bool | None,
-        precision: str | None,
-        ranges: RangesLike | None,
-    ) -> _EmbedPlan:
-        """Check and tokenize: one item per distinct text, cut to ``max_length - 1`` tokens plus <|endoftext|>."""
+        *,
+        is_query: bool = False,
+        instruction: str | None = None,
+        dimensions: int | None = None,
+        normalize: bool | None = None,
+        precision: str | None = None,
+        ranges: RangesLike | None = None,
+    ) -> EmbedPlan:
+        """Check and tokenize, computing nothing: one item per distinct text, cut to ``max_length - 1`` tokens plus
+        <|endoftext|> (``plan.truncated_documents`` counts the texts that cut shortens)."""
         options = self.options
         check_texts(texts, "texts")
         dimensions = options.dimensions if dimensions is None else dimensions
@@ -257,7 +279,7 @@ class Qwen3EmbedEngine(HasOptions):
         ids = self.text.plain_ids(unique_texts)
         kept = options.max_length - 1
         items = [array("i", tokens[:kept] + [self.endoftext_id]) for tokens in ids]
-        return _EmbedPlan(
+        return EmbedPlan(
             job=Job([[]], [0] * len(items), items, options.max_tokens_per_pack, None),
             text_index=text_index,
             dimensions=dimensions,
@@ -267,9 +289,10 @@ class Qwen3EmbedEngine(HasOptions):
             truncated_documents=sum(len(ids[i]) > kept for i in text_index),
         )
 
-    def _vectors(self, plan: _EmbedPlan, run: PackedRun, start: float) -> EmbedResult:
+    def finish(self, plan: EmbedPlan, run: PackedRun, start: float) -> EmbedResult:
         """The embedding head (MRL cut, L2 normalisation) at each item's last token, back in input order, then
-        the output precision (its ranges, when none are given, from these input-order vectors)."""
+        the output precision (its ranges, when none are given, from these input-order vectors); and the meta of the
+        call begun at ``start`` (``time.perf_counter()``)."""
         vectors = embedding_head(run.hidden, plan.dimensions, plan.normalize)  # [U, d]
         embeddings = (
             vectors.cpu().numpy()[plan.text_index]

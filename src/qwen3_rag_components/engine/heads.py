@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .errors import InvalidParameter
+
 
 class YesNoHead:
     """The official reranker score from the "yes" and "no" rows of the LM head only.
@@ -31,9 +33,10 @@ def check_dimensions(dimensions: object, hidden_size: int) -> None:
     if dimensions is not None and (
         isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= hidden_size
     ):
-        raise ValueError(
+        raise InvalidParameter(
+            "dimensions",
             f"dimensions={dimensions!r} is out of range: use an int from 1 to {hidden_size} (this model's "
-            "hidden size), or None for the full vector."
+            "hidden size), or None for the full vector.",
         )
 
 

@@ -7,25 +7,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .meta import dtype_name
+from .options import LoadSpec, is_local_path
 from .placement import choose_dtype, reduced_fp32_matmul
 from .quantize import quantize_model
 
-if TYPE_CHECKING:
-    from .options import LoadSpec
-
 logger = logging.getLogger(__name__)
-
-
-def is_local_path(name: str) -> bool:
-    """The one rule for "local folder or Hub id": Hub ids are 'name' or 'owner/name'; anything absolute, relative,
-    home-based or deeper is meant as a local folder (and gets a clear error when it does not exist)."""
-    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def load_qwen3(auto_class: type, spec: LoadSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:

@@ -34,6 +34,7 @@ class RunMeta:
     dtype_reason: str = ""  # why this dtype: "asked for", "default on CUDA", the CPU's measured rates, ...
     peak_memory_bytes: int | None = None  # CUDA: torch.cuda.max_memory_allocated while the call's packs ran
     quantization: str | None = None  # "int8" where the projections run int8, else None (all in dtype)
+    chunks: int | None = None  # reranking with chunking: the windows scored (after dedup); None without chunking
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,7 +14,7 @@ from typing import Any, Self
 
 import torch
 
-from .loading import is_local_path
+from .errors import InvalidParameter
 from .placement import check_dtype, parse_device, resolve_device, resolve_dtype
 from .precision import Precision, RangesLike, check_precision, check_ranges
 from .prompts import check_instruction
@@ -26,12 +26,18 @@ DEFAULT_MAX_LENGTH = 8192  # the official maximum prompt length of both model fa
 DEFAULT_MAX_TOKENS_PER_PACK = 8192  # one pack's token budget: the batch size, in tokens
 
 
+def is_local_path(name: str) -> bool:
+    """The one rule for "local folder or Hub id": Hub ids are 'name' or 'owner/name'; anything absolute, relative,
+    home-based or deeper is meant as a local folder (and gets a clear error when it does not exist)."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+
+
 def check_positive_int(name: str, value: object, *, optional: bool = False) -> None:
     if optional and value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         hint = "a positive int or None" if optional else "a positive int"
-        raise ValueError(f"{name}={value!r} is invalid; it must be {hint}.")
+        raise InvalidParameter(name, f"{name}={value!r} is invalid; it must be {hint}.")
 
 
 def check_model_name(model: object) -> str:
@@ -69,6 +75,40 @@ class LoadSpec:
         return dataclasses.replace(self, device=device, dtype=resolve_dtype(self.dtype, device))
 
 
+def chunking_of(max_tokens_per_doc: int | None, overlap: int = 0) -> Chunking | None:
+    """The adapters' flat ``max_tokens_per_doc``/``chunk_overlap`` parameters as :class:`Chunking` (None: off)."""
+    if max_tokens_per_doc is None:
+        if overlap:
+            raise InvalidParameter("chunk_overlap", "chunk_overlap applies with max_tokens_per_doc only; set both.")
+        return None
+    return Chunking(max_tokens_per_doc, overlap)
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """Long documents scored in windows of tokens, the document's score the best window's (opt-in; the default is
+    the official end-cut). Cohere's ``max_tokens_per_doc``, with an overlap between neighbouring windows."""
+
+    max_tokens_per_doc: int  # document tokens per window (each window is also cut to max_length, as a document is)
+    overlap: int = 0  # tokens each window repeats from the one before it, 0 to max_tokens_per_doc - 1
+
+    def __post_init__(self) -> None:
+        check_positive_int("max_tokens_per_doc", self.max_tokens_per_doc)
+        overlap = self.overlap
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < self.max_tokens_per_doc:
+            raise InvalidParameter(
+                "overlap",
+                f"overlap={overlap!r} is invalid; use an int from 0 to max_tokens_per_doc - 1 "
+                f"({self.max_tokens_per_doc - 1}).",
+            )
+
+    def windows(self, length: int) -> list[tuple[int, int]]:
+        """``(start, end)`` of each window over ``length`` tokens, in order; one (maybe empty) window at least."""
+        stride = self.max_tokens_per_doc - self.overlap
+        starts = range(0, max(length - self.overlap, 1), stride)
+        return [(start, min(start + self.max_tokens_per_doc, length)) for start in starts]
+
+
 @dataclass(frozen=True)
 class RerankOptions:
     """How :class:`~qwen3_rag_components.engine.Qwen3RerankEngine` scores; changing them needs no reload."""
@@ -77,12 +117,15 @@ class RerankOptions:
     max_length: int = DEFAULT_MAX_LENGTH  # prompt tokens per document; longer documents are cut from their end
     max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK  # token budget of one forward pass
     max_docs_per_pack: int | None = None  # cap on documents per forward pass; None: the budget alone decides
+    chunking: Chunking | None = None  # long documents in windows, scored by the best one; None: the official end-cut
 
     def __post_init__(self) -> None:
         check_instruction(self.instruction, "")
         check_positive_int("max_length", self.max_length)
         check_positive_int("max_tokens_per_pack", self.max_tokens_per_pack)
         check_positive_int("max_docs_per_pack", self.max_docs_per_pack, optional=True)
+        if self.chunking is not None and not isinstance(self.chunking, Chunking):
+            raise TypeError(f"chunking must be a Chunking or None, got {type(self.chunking).__name__}.")
 
 
 @dataclass(frozen=True)
@@ -107,7 +150,9 @@ class EmbedOptions:
         object.__setattr__(self, "ranges", check_ranges(self.ranges))
         check_positive_int("max_length", self.max_length)
         if self.max_length < 2:
-            raise ValueError(f"max_length={self.max_length} leaves no room for text before <|endoftext|>; use >= 2.")
+            raise InvalidParameter(
+                "max_length", f"max_length={self.max_length} leaves no room for text before <|endoftext|>; use >= 2."
+            )
         check_positive_int("max_tokens_per_pack", self.max_tokens_per_pack)
 
 

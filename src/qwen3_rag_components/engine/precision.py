@@ -13,6 +13,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from .errors import InvalidParameter
+
 Precision = Literal["float32", "int8", "uint8", "binary", "ubinary"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
@@ -22,7 +24,9 @@ RangesLike = Sequence[Sequence[float]] | np.ndarray  # what callers may pass: [2
 
 def check_precision(precision: object) -> str:
     if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} is not supported; use one of {', '.join(PRECISIONS)}.")
+        raise InvalidParameter(
+            "precision", f"precision={precision!r} is not supported; use one of {', '.join(PRECISIONS)}."
+        )
     return str(precision)
 
 
@@ -32,9 +36,10 @@ def check_ranges(ranges: RangesLike | None) -> Ranges | None:
         return None
     array = np.asarray(ranges, dtype=np.float64)
     if array.ndim != 2 or array.shape[0] != 2 or array.shape[1] == 0 or not np.isfinite(array).all():
-        raise ValueError(
+        raise InvalidParameter(
+            "ranges",
             f"ranges must be 2 rows of finite floats (the minima, then the maxima of each dimension), got shape "
-            f"{array.shape}; build them with quantization_ranges(calibration_vectors)."
+            f"{array.shape}; build them with quantization_ranges(calibration_vectors).",
         )
     return tuple(array[0].tolist()), tuple(array[1].tolist())
 
@@ -42,9 +47,10 @@ def check_ranges(ranges: RangesLike | None) -> Ranges | None:
 def check_ranges_cover(ranges: RangesLike, dimensions: int) -> None:
     width = np.shape(ranges)[-1]
     if width != dimensions:
-        raise ValueError(
+        raise InvalidParameter(
+            "ranges",
             f"ranges cover {width} dimensions but the vectors have {dimensions}; compute them from vectors embedded "
-            "with the same dimensions."
+            "with the same dimensions.",
         )
 
 
@@ -70,9 +76,10 @@ def quantize_embeddings(vectors: np.ndarray, precision: str, ranges: RangesLike 
         return (packed - 128).astype(np.int8) if precision == "binary" else packed
     if ranges is None:
         if len(vectors) == 1:
-            raise ValueError(
+            raise InvalidParameter(
+                "precision",
                 f"precision={precision!r} needs the range of each dimension, and one vector has none; pass "
-                "ranges=quantization_ranges(calibration_vectors) from a representative set of vectors."
+                "ranges=quantization_ranges(calibration_vectors) from a representative set of vectors.",
             )
         if len(vectors) == 0:
             return np.zeros(vectors.shape, np.int8 if precision == "int8" else np.uint8)

@@ -55,6 +55,12 @@ def check_texts(texts: Sequence[object], what: str) -> None:
             raise TypeError(f"{what}[{index}] is {type(text).__name__} ({text!r:.80}); every entry must be a str.")
 
 
+def check_query(query: object, what: str = "query") -> str:
+    if not isinstance(query, str):
+        raise TypeError(f"{what} is {type(query).__name__} ({query!r:.80}); it must be a str.")
+    return query
+
+
 def check_instruction(instruction: object, default: str) -> str:
     if instruction is None:
         return default

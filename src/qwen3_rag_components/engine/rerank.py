@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import time
+import warnings
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
@@ -15,7 +17,14 @@ from .forward import PackedRun
 from .heads import YesNoHead
 from .loading import load_qwen3
 from .meta import Progress, RunMeta, progress_callback, run_meta
-from .options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, HasOptions, LoadSpec, RerankOptions
+from .options import (
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_MAX_TOKENS_PER_PACK,
+    Chunking,
+    HasOptions,
+    LoadSpec,
+    RerankOptions,
+)
 from .packing import dedup
 from .prompts import (
     DEFAULT_RERANK_INSTRUCTION,
@@ -24,6 +33,7 @@ from .prompts import (
     TextTokenizer,
     check_instruction,
     check_list,
+    check_query,
     check_texts,
     rerank_document_body,
     rerank_query_body,
@@ -33,10 +43,15 @@ from .scheduler import Job, PackScheduler
 
 
 @dataclass(frozen=True)
-class _RerankPlan:
+class RerankPlan:
+    """What :meth:`Qwen3RerankEngine.plan` prepared: the scheduler's job and what :meth:`~Qwen3RerankEngine.finish`
+    needs to put the scores back in request order."""
+
     job: Job
     request_sizes: list[int]  # documents per request, duplicates included
-    pair_of_doc: list[int]  # item of each input document, in request order
+    pair_of_doc: list[int]  # (query, document) pair of each input document, in request order
+    items_of_pair: list[range]  # the items of each pair: one, or its document's windows (chunking)
+    chunked: bool
     truncated_documents: int
     padding_free_tokens: int
 
@@ -148,20 +163,19 @@ class Qwen3RerankEngine(HasOptions):
         return self.score_with_meta(query, documents, instruction=instruction, return_logits=return_logits).scores
 
     def score_with_meta(
-        self, query: str, documents: Sequence[str], *, instruction: str | None = None, return_logits: bool = False
-    ) -> ScoreResult:
-        result = self.score_batch_with_meta([(query, documents)], instruction=instruction, return_logits=return_logits)
-        return ScoreResult(result.scores[0], result.meta)
-
-    def score_batch(
         self,
-        requests: Sequence[tuple[str, Sequence[str]]],
+        query: str,
+        documents: Sequence[str],
         *,
         instruction: str | None = None,
         return_logits: bool = False,
-    ) -> list[list[float]]:
-        """Several ``(query, documents)`` requests in one call; their groups are packed together."""
-        return self.score_batch_with_meta(requests, instruction=instruction, return_logits=return_logits).scores
+        progress: bool | Progress = False,
+    ) -> ScoreResult:
+        """Like :meth:`score`, plus meta; ``progress``: a tqdm bar (``True``) or ``progress(done, total)``."""
+        result = self.score_batch_with_meta(
+            [(query, documents)], instruction=instruction, return_logits=return_logits, progress=progress
+        )
+        return ScoreResult(result.scores[0], result.meta)
 
     def score_batch_with_meta(
         self,
@@ -171,48 +185,36 @@ class Qwen3RerankEngine(HasOptions):
         return_logits: bool = False,
         progress: bool | Progress = False,
     ) -> BatchScoreResult:
-        """Like :meth:`score_batch`, plus meta; ``progress``: a tqdm bar (``True``) or ``progress(done, total)``."""
+        """Several ``(query, documents)`` requests in one call, their groups packed together; scores per request.
+
+        For the event loop, :class:`~qwen3_rag_components.engine.service.Reranker` awaits the same steps
+        (:meth:`plan`, the scheduler, :meth:`finish`).
+        """
         start = time.perf_counter()
-        plan = self._plan(requests, instruction)
+        plan = self.plan(requests, instruction)
         with progress_callback(progress, len(plan.job.items), "Reranking") as callback:
             run = self.scheduler.run(plan.job, callback)
-        return self._scores(plan, run, return_logits, start)
+        return self.finish(plan, run, start, return_logits=return_logits)
 
-    async def score_async(
-        self, query: str, documents: Sequence[str], *, instruction: str | None = None, return_logits: bool = False
-    ) -> list[float]:
-        """:meth:`score` for the event loop: awaits the model's scheduler; cancelling drops the unstarted packs."""
-        result = await self.score_with_meta_async(
-            query, documents, instruction=instruction, return_logits=return_logits
-        )
-        return result.scores
+    def __getattr__(self, name: str) -> Any:
+        """The 0.1.0 names (``score_batch``, ``score_async``, ...), kept working with a DeprecationWarning."""
+        from .service import RENAMED_ENGINE_METHODS  # the service imports this module
 
-    async def score_with_meta_async(
-        self, query: str, documents: Sequence[str], *, instruction: str | None = None, return_logits: bool = False
-    ) -> ScoreResult:
-        """:meth:`score_with_meta` for the event loop."""
-        result = await self.score_batch_with_meta_async(
-            [(query, documents)], instruction=instruction, return_logits=return_logits
-        )
-        return ScoreResult(result.scores[0], result.meta)
+        renamed = RENAMED_ENGINE_METHODS.get(name)
+        if renamed is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        warnings.warn(f"Qwen3RerankEngine.{name} is deprecated; use {renamed[0]}.", DeprecationWarning, stacklevel=2)
+        return functools.partial(renamed[1], self)
 
-    async def score_batch_with_meta_async(
+    def plan(
         self,
         requests: Sequence[tuple[str, Sequence[str]]],
-        *,
         instruction: str | None = None,
-        return_logits: bool = False,
-        progress: bool | Progress = False,
-    ) -> BatchScoreResult:
-        """:meth:`score_batch_with_meta` for the event loop (tokenizing runs in a worker thread)."""
-        start = time.perf_counter()
-        plan = await asyncio.to_thread(self._plan, requests, instruction)
-        with progress_callback(progress, len(plan.job.items), "Reranking") as callback:
-            run = await self.scheduler.run_async(plan.job, callback)
-        return self._scores(plan, run, return_logits, start)
-
-    def _plan(self, requests: Sequence[tuple[str, Sequence[str]]], instruction: str | None) -> _RerankPlan:
-        """Check and tokenize: one group per distinct query part, one item per distinct (query, document) pair."""
+        chunking: Chunking | None = None,
+    ) -> RerankPlan:
+        """Check and tokenize, computing nothing: one group per distinct query part, one item per distinct
+        (query, document) pair, or per window of its document where ``chunking`` (default: the options') is set;
+        ``plan.truncated_documents`` counts the documents the official end-cut shortens."""
         default = DEFAULT_RERANK_INSTRUCTION if self.options.instruction is None else self.options.instruction
         instruction = check_instruction(instruction, default)
         queries, documents = self._check_requests(requests)
@@ -230,23 +232,45 @@ class Qwen3RerankEngine(HasOptions):
         request_of_doc = [r for r, docs in enumerate(documents) for _ in docs]
         pair_keys = [(query_of_request[r], doc_index[k]) for k, r in enumerate(request_of_doc)]
         unique_pairs, pair_of_doc = dedup(pair_keys)
-        items = [array("i", doc_ids[d][: budgets[q]] + self.suffix_ids) for q, d in unique_pairs]
+
+        # Items: one per pair, or one per window of a pair's document (chunking); each cut to its query's budget.
+        chunking = self.options.chunking if chunking is None else chunking
+        items: list[array[int]] = []
+        item_groups: list[int] = []
+        items_of_pair: list[range] = []  # the items of each pair, contiguous
+        pair_tokens: list[int] = []  # what a per-pair path computes for the pair: prefix + item, per item
+        truncated_pairs: list[bool] = []
+        for q, d in unique_pairs:
+            ids = doc_ids[d]
+            windows = [(0, len(ids))] if chunking is None else chunking.windows(len(ids))
+            first = len(items)
+            for start, end in windows:
+                items.append(array("i", ids[start:end][: budgets[q]] + self.suffix_ids))
+                item_groups.append(q)
+            items_of_pair.append(range(first, len(items)))
+            pair_tokens.append(sum(len(prefixes[q]) + len(items[i]) for i in items_of_pair[-1]))
+            kept = max(end - start for start, end in windows)
+            truncated_pairs.append(kept > budgets[q])
         options = self.options
-        job = Job(prefixes, [q for q, _ in unique_pairs], items, options.max_tokens_per_pack, options.max_docs_per_pack)
-        return _RerankPlan(
+        job = Job(prefixes, item_groups, items, options.max_tokens_per_pack, options.max_docs_per_pack)
+        return RerankPlan(
             job=job,
             request_sizes=[len(docs) for docs in documents],
             pair_of_doc=pair_of_doc,
-            truncated_documents=sum(len(doc_ids[d]) > budgets[q] for q, d in pair_keys),
-            padding_free_tokens=sum(
-                len(prefixes[q]) + len(items[p]) for (q, _), p in zip(pair_keys, pair_of_doc, strict=True)
-            ),
+            items_of_pair=items_of_pair,
+            chunked=chunking is not None,
+            truncated_documents=sum(truncated_pairs[p] for p in pair_of_doc),
+            padding_free_tokens=sum(pair_tokens[p] for p in pair_of_doc),
         )
 
-    def _scores(self, plan: _RerankPlan, run: PackedRun, return_logits: bool, start: float) -> BatchScoreResult:
-        """The yes/no head at each item's readout, back in request order."""
-        values = self.head(run.hidden, return_logits=return_logits)
-        flat_scores = [values[p] for p in plan.pair_of_doc]
+    def finish(
+        self, plan: RerankPlan, run: PackedRun, start: float, *, return_logits: bool = False
+    ) -> BatchScoreResult:
+        """The yes/no head at each item's readout, back in request order, and the meta of the call begun at
+        ``start`` (``time.perf_counter()``)."""
+        values = self.head(run.hidden, return_logits=return_logits)  # one per item
+        pair_scores = [max(values[i] for i in items) for items in plan.items_of_pair]  # a document: its best window
+        flat_scores = [pair_scores[p] for p in plan.pair_of_doc]
         scores, offset = [], 0
         for size in plan.request_sizes:
             scores.append(flat_scores[offset : offset + size])
@@ -255,7 +279,8 @@ class Qwen3RerankEngine(HasOptions):
             run,
             start,
             documents=len(plan.pair_of_doc),
-            unique_documents=len(plan.job.items),
+            unique_documents=len(plan.items_of_pair),
+            chunks=len(plan.job.items) if plan.chunked else None,
             truncated_documents=plan.truncated_documents,
             padding_free_tokens=plan.padding_free_tokens,
             device=self.device,
@@ -284,9 +309,7 @@ class Qwen3RerankEngine(HasOptions):
             if not (isinstance(request, tuple | list) and len(request) == 2):
                 raise TypeError(f"requests[{r}] must be a (query, documents) pair, got {type(request).__name__}.")
             query, docs = request
-            if not isinstance(query, str):
-                what = "query" if len(requests) == 1 else f"The query of requests[{r}]"
-                raise TypeError(f"{what} is {type(query).__name__} ({query!r:.80}); it must be a str.")
+            check_query(query, "query" if len(requests) == 1 else f"The query of requests[{r}]")
             check_texts(docs, "documents" if len(requests) == 1 else f"requests[{r}] documents")
             queries.append(query)
             documents.append(list(docs))

@@ -87,6 +87,11 @@ class Job:
     max_tokens: int
     max_items: int | None
 
+    @property
+    def tokens(self) -> int:
+        """Tokens this job puts through the model, each group's prefix counted once (packing may repeat it)."""
+        return sum(len(item) for item in self.items) + sum(len(prefix) for prefix in self.prefixes)
+
 
 @dataclass(eq=False)
 class _Call:
@@ -167,6 +172,11 @@ class PackScheduler:
             self.cancel(call)
             raise
         return self._result(call)
+
+    @property
+    def packs_run(self) -> int:
+        """Packs this model has started since it was loaded (a cancelled call starts no more of its own)."""
+        return self._packs_run
 
     def cancel(self, call: _Call) -> None:
         """Drop the call's items that no pack has taken yet; a pack already running finishes for the others."""

@@ -97,11 +97,6 @@ class EngineComponent:
         return default_from_dict(cls, {**data, "init_parameters": init_parameters})
 
 
-def check_top_k(top_k: int) -> None:
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0:
-        raise ValueError(f"top_k must be > 0, but got {top_k!r}")
-
-
 def check_documents(documents: object, component_name: str, hint: str = "") -> None:
     """Raise ``TypeError`` unless ``documents`` is a list of ``Document``."""
     if isinstance(documents, list) and all(isinstance(doc, Document) for doc in documents):

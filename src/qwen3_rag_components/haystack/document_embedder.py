@@ -6,13 +6,13 @@ import dataclasses
 import os
 from typing import Any
 
-import numpy as np
 from haystack import Document, component
 from haystack.utils import ComponentDevice, Secret
 
-from ..engine import EmbedOptions, Qwen3EmbedEngine, RunMeta
+from ..engine import EmbedOptions, EmbedResult, Qwen3EmbedEngine
 from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK
 from ..engine.precision import ranges_as_lists
+from ..engine.service import Embedder
 from ._common import EngineComponent, check_documents, texts_to_embed
 
 
@@ -145,10 +145,8 @@ class Qwen3DocumentEmbedder(EngineComponent):
             If `documents` is not a list of Documents.
         """
         self._check(documents)
-        if not documents:
-            return {"documents": [], "meta": self.holder.record_nothing().to_dict()}
-        result = self.holder.engine.encode(self._texts(documents), progress=self.progress_bar)
-        return _output(documents, result.embeddings, self.holder.record(result.meta))
+        result = Embedder(self.holder).embed(self._texts(documents), progress=self.progress_bar)
+        return _output(documents, result)
 
     @component.output_types(documents=list[Document], meta=dict[str, Any])
     async def run_async(self, documents: list[Document]) -> dict[str, Any]:
@@ -157,11 +155,8 @@ class Qwen3DocumentEmbedder(EngineComponent):
         while the model computes, and cancelling the task drops its packs that have not started.
         """
         self._check(documents)
-        if not documents:
-            return {"documents": [], "meta": self.holder.record_nothing().to_dict()}
-        engine = await self.holder.engine_async()
-        result = await engine.encode_async(self._texts(documents), progress=self.progress_bar)
-        return _output(documents, result.embeddings, self.holder.record(result.meta))
+        result = await Embedder(self.holder).aembed(self._texts(documents), progress=self.progress_bar)
+        return _output(documents, result)
 
     @staticmethod
     def _check(documents: list[Document]) -> None:
@@ -175,7 +170,8 @@ class Qwen3DocumentEmbedder(EngineComponent):
         return texts_to_embed(documents, self.meta_fields_to_embed, self.embedding_separator)
 
 
-def _output(documents: list[Document], embeddings: np.ndarray, meta: RunMeta) -> dict[str, Any]:
+def _output(documents: list[Document], result: EmbedResult) -> dict[str, Any]:
     """Copies of the documents, in the same order, with ``embedding`` set; and the run's meta."""
-    embedded = [dataclasses.replace(doc, embedding=v.tolist()) for doc, v in zip(documents, embeddings, strict=True)]
-    return {"documents": embedded, "meta": meta.to_dict()}
+    vectors = result.embeddings
+    embedded = [dataclasses.replace(doc, embedding=v.tolist()) for doc, v in zip(documents, vectors, strict=True)]
+    return {"documents": embedded, "meta": result.meta.to_dict()}

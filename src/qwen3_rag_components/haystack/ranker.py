@@ -10,9 +10,16 @@ from typing import Any
 from haystack import Document, component
 from haystack.utils import ComponentDevice, Secret
 
-from ..engine import Qwen3RerankEngine, RerankOptions, RunMeta
-from ..engine.options import DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
-from ._common import EngineComponent, check_documents, check_top_k, texts_to_embed
+from ..engine import Qwen3RerankEngine, RerankOptions
+from ..engine.options import (
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_MAX_TOKENS_PER_PACK,
+    DEFAULT_RERANKER,
+    check_positive_int,
+    chunking_of,
+)
+from ..engine.service import Ranking, Reranker
+from ._common import EngineComponent, check_documents, texts_to_embed
 
 
 @component
@@ -65,6 +72,8 @@ class Qwen3Ranker(EngineComponent):
         max_length: int = DEFAULT_MAX_LENGTH,
         max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
         max_docs_per_pack: int | None = None,
+        max_tokens_per_doc: int | None = None,
+        chunk_overlap: int = 0,
     ) -> None:
         """
         Creates a Qwen3Ranker; the model is loaded by `warm_up()` or the first `run()`.
@@ -100,15 +109,21 @@ class Qwen3Ranker(EngineComponent):
             The token budget of one forward pass (the batch size, in tokens). Lower it if memory runs out.
         :param max_docs_per_pack:
             An optional cap on the documents in one forward pass.
+        :param max_tokens_per_doc:
+            Opt-in chunking: a longer document is scored in windows of this many tokens and gets its best window's
+            score (`meta["chunks"]` counts the windows). `None` keeps the official end-cut.
+        :param chunk_overlap:
+            The tokens each window repeats from the one before it (with `max_tokens_per_doc`).
         :raises ValueError:
             If `top_k` is not > 0, or another option is out of range.
         """
-        check_top_k(top_k)
+        check_positive_int("top_k", top_k)
         options = RerankOptions(
             instruction=instruction,
             max_length=max_length,
             max_tokens_per_pack=max_tokens_per_pack,
             max_docs_per_pack=max_docs_per_pack,
+            chunking=chunking_of(max_tokens_per_doc, chunk_overlap),
         )
         self._init_engine(
             Qwen3RerankEngine, options, model, device, dtype, quantization, token, local_files_only, revision
@@ -131,6 +146,8 @@ class Qwen3Ranker(EngineComponent):
             max_length=options.max_length,
             max_tokens_per_pack=options.max_tokens_per_pack,
             max_docs_per_pack=options.max_docs_per_pack,
+            max_tokens_per_doc=None if options.chunking is None else options.chunking.max_tokens_per_doc,
+            chunk_overlap=0 if options.chunking is None else options.chunking.overlap,
         )
 
     @component.output_types(documents=list[Document], meta=dict[str, Any])
@@ -168,12 +185,7 @@ class Qwen3Ranker(EngineComponent):
             If `documents` is not a list of Documents.
         """
         ranking = self._ranking(documents, top_k, scale_score, score_threshold)
-        if not ranking.texts:
-            return {"documents": [], "meta": self.holder.record_nothing().to_dict()}
-        result = self.holder.engine.score_with_meta(
-            query, ranking.texts, instruction=instruction, return_logits=not ranking.scale_score
-        )
-        return ranking.output(result.scores, self.holder.record(result.meta))
+        return ranking.output(Reranker(self.holder).rank(query, ranking.texts, **ranking.choices(instruction)))
 
     def _ranking(
         self, documents: list[Document], top_k: int | None, scale_score: bool | None, score_threshold: float | None
@@ -181,7 +193,7 @@ class Qwen3Ranker(EngineComponent):
         """Checked inputs with the init values filled in; the same for :meth:`run` and :meth:`run_async`."""
         check_documents(documents, "Qwen3Ranker")
         top_k = self.top_k if top_k is None else top_k
-        check_top_k(top_k)
+        check_positive_int("top_k", top_k)
         unique_documents = _deduplicate(documents)
         return _Ranking(
             documents=unique_documents,
@@ -206,13 +218,7 @@ class Qwen3Ranker(EngineComponent):
         while the model computes, and cancelling the task drops its packs that have not started.
         """
         ranking = self._ranking(documents, top_k, scale_score, score_threshold)
-        if not ranking.texts:
-            return {"documents": [], "meta": self.holder.record_nothing().to_dict()}
-        engine = await self.holder.engine_async()
-        result = await engine.score_with_meta_async(
-            query, ranking.texts, instruction=instruction, return_logits=not ranking.scale_score
-        )
-        return ranking.output(result.scores, self.holder.record(result.meta))
+        return ranking.output(await Reranker(self.holder).arank(query, ranking.texts, **ranking.choices(instruction)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,13 +229,19 @@ class _Ranking:
     scale_score: bool
     score_threshold: float | None
 
-    def output(self, scores: list[float], meta: RunMeta) -> dict[str, Any]:
+    def choices(self, instruction: str | None) -> dict[str, Any]:
+        """The keyword arguments of the service's rank call."""
+        return dict(
+            top_k=self.top_k,
+            threshold=self.score_threshold,
+            instruction=instruction,
+            return_logits=not self.scale_score,
+        )
+
+    def output(self, ranking: Ranking) -> dict[str, Any]:
         """Copies with ``score`` set, best first (ties keep the input order), thresholded, at most ``top_k``."""
-        scored = [dataclasses.replace(doc, score=s) for doc, s in zip(self.documents, scores, strict=True)]
-        ranked = sorted(scored, key=lambda doc: doc.score, reverse=True)  # stable: ties keep the input order
-        if self.score_threshold is not None:
-            ranked = [doc for doc in ranked if doc.score >= self.score_threshold]
-        return {"documents": ranked[: self.top_k], "meta": meta.to_dict()}
+        ranked = [dataclasses.replace(self.documents[i], score=score) for i, score in ranking.ranked()]
+        return {"documents": ranked, "meta": ranking.meta.to_dict()}
 
 
 def _deduplicate(documents: list[Document]) -> list[Document]:

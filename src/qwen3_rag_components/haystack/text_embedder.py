@@ -8,9 +8,10 @@ from typing import Any
 from haystack import component
 from haystack.utils import ComponentDevice, Secret
 
-from ..engine import EmbedOptions, Qwen3EmbedEngine
+from ..engine import EmbedOptions, EmbedResult, Qwen3EmbedEngine
 from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH
 from ..engine.precision import ranges_as_lists
+from ..engine.service import Embedder
 from ._common import EngineComponent
 
 
@@ -130,8 +131,7 @@ class Qwen3TextEmbedder(EngineComponent):
             If `text` is not a string.
         """
         self._check(text)
-        result = self.holder.engine.encode([text], is_query=True)
-        return {"embedding": result.embeddings[0].tolist(), "meta": self.holder.record(result.meta).to_dict()}
+        return _output(Embedder(self.holder).embed([text], kind="queries"))
 
     @component.output_types(embedding=list[float], meta=dict[str, Any])
     async def run_async(self, text: str) -> dict[str, Any]:
@@ -140,9 +140,7 @@ class Qwen3TextEmbedder(EngineComponent):
         while the model computes, and cancelling the task drops its packs that have not started.
         """
         self._check(text)
-        engine = await self.holder.engine_async()
-        result = await engine.encode_async([text], is_query=True)
-        return {"embedding": result.embeddings[0].tolist(), "meta": self.holder.record(result.meta).to_dict()}
+        return _output(await Embedder(self.holder).aembed([text], kind="queries"))
 
     @staticmethod
     def _check(text: str) -> None:
@@ -151,3 +149,7 @@ class Qwen3TextEmbedder(EngineComponent):
                 f"Qwen3TextEmbedder expects a string as input, got {type(text).__name__}. "
                 "In case you want to embed a list of Documents, please use the Qwen3DocumentEmbedder."
             )
+
+
+def _output(result: EmbedResult) -> dict[str, Any]:
+    return {"embedding": result.embeddings[0].tolist(), "meta": result.meta.to_dict()}

@@ -8,8 +8,8 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from pydantic import model_validator
 
-from ..adapter_fields import EmbedFields, recorded_vectors
-from ..engine.prompts import check_list
+from ..adapter_fields import EmbedFields
+from ..engine.service import Embedder
 
 
 class Qwen3Embeddings(EmbedFields, Embeddings):
@@ -48,39 +48,29 @@ class Qwen3Embeddings(EmbedFields, Embeddings):
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """One vector per text, in input order (documents get no instruction)."""
-        if not _check_texts(texts):
-            return []
-        holder = self.holder
-        return recorded_vectors(holder, holder.engine.encode(list(texts), progress=self.show_progress)).tolist()
+        _check_texts(texts)
+        return Embedder(self.holder).embed(texts, progress=self.show_progress).embeddings.tolist()
 
     def embed_query(self, text: str) -> list[float]:
         """The vector of one query, formatted with ``instruction``."""
         _check_query(text)
-        holder = self.holder
-        return recorded_vectors(holder, holder.engine.encode([text], is_query=True))[0].tolist()
+        return Embedder(self.holder).embed([text], kind="queries").embeddings[0].tolist()
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Like :meth:`embed_documents`, awaiting the model's shared scheduler (no thread held while it computes)."""
-        if not _check_texts(texts):
-            return []
-        holder = self.holder
-        engine = await holder.engine_async()
-        return recorded_vectors(holder, await engine.encode_async(list(texts), progress=self.show_progress)).tolist()
+        _check_texts(texts)
+        return (await Embedder(self.holder).aembed(texts, progress=self.show_progress)).embeddings.tolist()
 
     async def aembed_query(self, text: str) -> list[float]:
         """Like :meth:`embed_query`, awaiting the model's shared scheduler (no thread held while it computes)."""
         _check_query(text)
-        holder = self.holder
-        engine = await holder.engine_async()
-        return recorded_vectors(holder, await engine.encode_async([text], is_query=True))[0].tolist()
+        return (await Embedder(self.holder).aembed([text], kind="queries")).embeddings[0].tolist()
 
 
-def _check_texts(texts: list[str]) -> bool:
-    """Raise on anything but a list of strings; ``False`` for an empty list."""
+def _check_texts(texts: list[str]) -> None:
+    """Raise on a single string, with LangChain's hint."""
     if isinstance(texts, str):
         raise TypeError("texts must be a list of strings, got a single string; wrap it in a list, or use embed_query.")
-    check_list(texts, "texts", "strings")
-    return len(texts) > 0
 
 
 def _check_query(text: str) -> None:

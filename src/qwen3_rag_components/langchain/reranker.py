@@ -10,7 +10,9 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 
 from ..adapter_fields import RerankFields
+from ..engine.errors import InvalidParameter
 from ..engine.prompts import check_list
+from ..engine.service import Ranking, Reranker
 
 
 class Qwen3Reranker(RerankFields, BaseDocumentCompressor):
@@ -46,40 +48,27 @@ class Qwen3Reranker(RerankFields, BaseDocumentCompressor):
         ``documents`` may be ``Document``s or strings. ``top_n=-1`` uses this reranker's ``top_n`` and ``None``
         returns every document; ``score_threshold`` applies either way. Ties keep their input order.
         """
-        top_n = self._resolve_top_n(top_n)
         check_list(documents, "documents", "Documents or strings")
-        if not documents:
-            return []
-        holder = self.holder
-        result = holder.engine.score_with_meta(query, _texts(documents))
-        holder.record(result.meta)
-        return self._ranked(result.scores, top_n)
+        ranking = Reranker(self.holder).rank(query, _texts(documents), **self._choices(top_n))
+        return _results(ranking)
 
     async def arerank(
         self, documents: Sequence[str | Document], query: str, *, top_n: int | None = -1
     ) -> list[dict[str, Any]]:
         """Like :meth:`rerank`, awaiting the model's shared scheduler (no thread held while it computes)."""
-        top_n = self._resolve_top_n(top_n)
         check_list(documents, "documents", "Documents or strings")
-        if not documents:
-            return []
-        holder = self.holder
-        result = await (await holder.engine_async()).score_with_meta_async(query, _texts(documents))
-        holder.record(result.meta)
-        return self._ranked(result.scores, top_n)
+        ranking = await Reranker(self.holder).arank(query, _texts(documents), **self._choices(top_n))
+        return _results(ranking)
 
-    def _resolve_top_n(self, top_n: int | None) -> int | None:
+    def _choices(self, top_n: int | None) -> dict[str, Any]:
+        """The service's rank arguments: ``top_n=-1`` is this reranker's ``top_n``, ``None`` every document."""
         if top_n == -1:
-            return self.top_n
-        if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
-            raise ValueError(f"top_n={top_n!r} is invalid: use an int >= 1, None for all, or -1 for self.top_n.")
-        return top_n
-
-    def _ranked(self, scores: list[float], top_n: int | None) -> list[dict[str, Any]]:
-        order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)  # stable: ties keep input order
-        if self.score_threshold is not None:
-            order = [i for i in order if scores[i] >= self.score_threshold]
-        return [{"index": i, "relevance_score": scores[i]} for i in order[:top_n]]
+            top_n = self.top_n
+        elif top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
+            raise InvalidParameter(
+                "top_n", f"top_n={top_n!r} is invalid: use an int >= 1, None for all, or -1 for self.top_n."
+            )
+        return {"top_k": top_n, "threshold": self.score_threshold}
 
     def compress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
@@ -94,6 +83,10 @@ class Qwen3Reranker(RerankFields, BaseDocumentCompressor):
         """Like :meth:`compress_documents`, awaiting the model's shared scheduler (no thread held while it computes)."""
         _check_documents(documents)
         return _compressed(documents, await self.arerank(documents, query))
+
+
+def _results(ranking: Ranking) -> list[dict[str, Any]]:
+    return [{"index": i, "relevance_score": score} for i, score in ranking.ranked()]
 
 
 def _texts(documents: Sequence[str | Document]) -> list[str]:

@@ -7,9 +7,10 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import Field, model_validator
 
-from ..adapter_fields import EmbedFields, recorded_vectors
+from ..adapter_fields import EmbedFields
 from ..engine.options import DEFAULT_EMBEDDER
 from ..engine.prompts import check_texts
+from ..engine.service import Embedder
 
 
 class Qwen3Embedding(EmbedFields, BaseEmbedding):
@@ -64,14 +65,11 @@ class Qwen3Embedding(EmbedFields, BaseEmbedding):
     def _get_query_embedding(self, query: str) -> list[float]:
         """The vector of one query, formatted with ``instruction``."""
         _check_text(query, "query")
-        holder = self.holder
-        return recorded_vectors(holder, holder.engine.encode([query], is_query=True))[0].tolist()
+        return Embedder(self.holder).embed([query], kind="queries").embeddings[0].tolist()
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         _check_text(query, "query")
-        holder = self.holder
-        engine = await holder.engine_async()
-        return recorded_vectors(holder, await engine.encode_async([query], is_query=True))[0].tolist()
+        return (await Embedder(self.holder).aembed([query], kind="queries")).embeddings[0].tolist()
 
     def _get_text_embedding(self, text: str) -> list[float]:
         """The vector of one text (no instruction)."""
@@ -84,18 +82,13 @@ class Qwen3Embedding(EmbedFields, BaseEmbedding):
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         """One vector per text, in input order, from one engine call."""
-        if not _check_texts(texts):
-            return []
-        holder = self.holder
-        return recorded_vectors(holder, holder.engine.encode(list(texts), progress=self.show_progress)).tolist()
+        _check_texts(texts)
+        return Embedder(self.holder).embed(texts, progress=self.show_progress).embeddings.tolist()
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         """Like :meth:`_get_text_embeddings`, awaiting the model's shared scheduler (no thread held meanwhile)."""
-        if not _check_texts(texts):
-            return []
-        holder = self.holder
-        engine = await holder.engine_async()
-        return recorded_vectors(holder, await engine.encode_async(list(texts), progress=self.show_progress)).tolist()
+        _check_texts(texts)
+        return (await Embedder(self.holder).aembed(texts, progress=self.show_progress)).embeddings.tolist()
 
     def get_text_embedding_batch(
         self, texts: list[str], show_progress: bool = False, **kwargs: Any
@@ -112,14 +105,13 @@ class Qwen3Embedding(EmbedFields, BaseEmbedding):
         return await super().aget_text_embedding_batch(texts, show_progress, **kwargs)
 
 
-def _check_texts(texts: list[str]) -> bool:
-    """Raise on anything but a list of strings; ``False`` for an empty list."""
+def _check_texts(texts: list[str]) -> None:
+    """Raise on anything but a list of strings (before LlamaIndex's batching), with LlamaIndex's hint."""
     if isinstance(texts, str):
         raise TypeError(
             "texts must be a list of strings, got a single string; wrap it in a list, or use get_text_embedding."
         )
     check_texts(texts, "texts")
-    return len(texts) > 0
 
 
 def _check_text(text: str, what: str) -> None:

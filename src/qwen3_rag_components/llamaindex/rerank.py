@@ -10,8 +10,8 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, MetadataMode, NodeWithScore, QueryBundle
 
 from ..adapter_fields import RerankFields
-from ..engine.prompts import check_list
-from ..engine.rerank import ScoreResult
+from ..engine.prompts import check_list, check_query
+from ..engine.service import Ranking, Reranker
 
 
 class Qwen3Rerank(RerankFields, BaseNodePostprocessor):
@@ -48,33 +48,24 @@ class Qwen3Rerank(RerankFields, BaseNodePostprocessor):
     ) -> list[NodeWithScore]:
         """The best ``top_n`` nodes, best first, scored against ``query_bundle.query_str``."""
         query = _check_call(nodes, query_bundle)
-        if not nodes:
-            return []
         with self._reranking(nodes, query) as finish:
-            return finish(self.holder.engine.score_with_meta(query, self._texts(nodes)))
+            return finish(Reranker(self.holder).rank(query, self._texts(nodes), top_k=self.top_n))
 
     async def _apostprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
         """Like the sync path, awaiting the model's shared scheduler (no thread held while it computes)."""
         query = _check_call(nodes, query_bundle)
-        if not nodes:
-            return []
         with self._reranking(nodes, query) as finish:
-            engine = await self.holder.engine_async()
-            return finish(await engine.score_with_meta_async(query, self._texts(nodes)))
+            return finish(await Reranker(self.holder).arank(query, self._texts(nodes), top_k=self.top_n))
 
     @contextmanager
-    def _reranking(
-        self, nodes: list[NodeWithScore], query: str
-    ) -> Iterator[Callable[[ScoreResult], list[NodeWithScore]]]:
-        """LlamaIndex's RERANKING event around one engine call; ``finish(result)`` keeps the call's meta and returns
-        the ranked nodes."""
+    def _reranking(self, nodes: list[NodeWithScore], query: str) -> Iterator[Callable[[Ranking], list[NodeWithScore]]]:
+        """LlamaIndex's RERANKING event around one rerank call; ``finish(ranking)`` returns the ranked nodes."""
         with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
 
-            def finish(result: ScoreResult) -> list[NodeWithScore]:
-                self.holder.record(result.meta)
-                ranked = _ranked(nodes, result.scores, self.top_n)
+            def finish(ranking: Ranking) -> list[NodeWithScore]:
+                ranked = [NodeWithScore(node=nodes[i].node, score=score) for i, score in ranking.ranked()]
                 event.on_end(payload={EventPayload.NODES: ranked})
                 return ranked
 
@@ -92,12 +83,6 @@ class Qwen3Rerank(RerankFields, BaseNodePostprocessor):
         }
 
 
-def _ranked(nodes: Sequence[NodeWithScore], scores: list[float], top_n: int | None) -> list[NodeWithScore]:
-    """New ``NodeWithScore``s around the same nodes, best first; ``scores[i]`` belongs to ``nodes[i]``."""
-    order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)  # stable: ties keep input order
-    return [NodeWithScore(node=nodes[i].node, score=scores[i]) for i in order[:top_n]]
-
-
 def _check_call(nodes: Sequence[NodeWithScore], query_bundle: QueryBundle | None) -> str:
     """The query string; raise on a missing query or on anything but a list of ``NodeWithScore``."""
     if query_bundle is None:
@@ -105,9 +90,7 @@ def _check_call(nodes: Sequence[NodeWithScore], query_bundle: QueryBundle | None
             "Qwen3Rerank needs the query: call postprocess_nodes(nodes, query_str=...) "
             "or postprocess_nodes(nodes, query_bundle=QueryBundle(...))."
         )
-    query = query_bundle.query_str
-    if not isinstance(query, str):  # the engine's words, before the model loads
-        raise TypeError(f"query is {type(query).__name__} ({query!r:.80}); it must be a str.")
+    query = check_query(query_bundle.query_str)  # before the model loads
     check_list(nodes, "nodes", "NodeWithScore")
     for index, item in enumerate(nodes):
         if not isinstance(item, NodeWithScore):

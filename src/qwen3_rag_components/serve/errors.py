@@ -23,26 +23,30 @@ Send = Callable[[Message], Awaitable[None]]
 class RequestError(Exception):
     """A refused request: ``status`` (4xx), a message that says what to change, and the field it is about."""
 
-    def __init__(self, status: int, message: str, param: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, param: str | None = None, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
-        self.status, self.message, self.param = status, message, param
+        self.status, self.message, self.param, self.headers = status, message, param, headers
 
 
 def error_body(status: int, message: str, param: str | None) -> dict[str, Any]:
-    kind = {401: "authentication_error", 404: "not_found_error", 413: "request_too_large"}.get(
+    kind = {401: "authentication_error", 404: "not_found_error", 413: "request_too_large", 429: "overloaded"}.get(
         status, "invalid_request_error"
     )
     return {"message": message, "error": {"message": message, "type": kind, "param": param, "code": status}}
 
 
-def error_response(status: int, message: str, param: str | None = None) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def error_response(
+    status: int, message: str, param: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer", **(headers or {})} if status == 401 else headers
     return JSONResponse(error_body(status, message, param), status_code=status, headers=headers)
 
 
 async def request_error_handler(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestError)
-    return error_response(error.status, error.message, error.param)
+    return error_response(error.status, error.message, error.param, error.headers)
 
 
 async def validation_error_handler(_request: Request, error: Exception) -> JSONResponse:

@@ -42,6 +42,24 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.queued_tokens = Gauge(
+            "qwen3_rag_queued_tokens", "Tokens of admitted requests not yet computed", registry=self.registry
+        )
+        self.rejections = Counter(
+            "qwen3_rag_rejected_requests",
+            "Requests refused with 429, by the limit they passed (requests, tokens)",
+            ["limit"],
+            registry=self.registry,
+        )
+        self.disconnects = Counter(
+            "qwen3_rag_cancelled_requests",
+            "Requests whose client went away; their packs not yet started were dropped",
+            registry=self.registry,
+        )
+        self.packs = Gauge(
+            "qwen3_rag_packs_started", "Packs the model has started since it loaded", ["model"], registry=self.registry
+        )
+
     def engine_call(self, model: str, meta: RunMeta) -> None:
         self.documents.labels(model).inc(meta.documents)
         self.tokens.labels(model).inc(meta.tokens_computed)

@@ -30,7 +30,7 @@ class RerankRequest(_Body):
     top_n: StrictInt | None = Field(default=None, ge=1)
     return_documents: StrictBool = False
     instruction: StrictStr | None = None  # the Qwen3 <Instruct> text; None: the server's default
-    max_tokens_per_doc: StrictInt | None = Field(default=None, ge=1)  # Cohere's; accepted, the official rule applies
+    max_tokens_per_doc: StrictInt | None = Field(default=None, ge=1)  # Cohere's: a document's best window's score
 
 
 class TeiRerankRequest(_Body):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -46,7 +48,29 @@ def run_server(
     port: int,
     limits: ServeLimits,
     api_key: str | None,
-) -> None:
-    """Serve until interrupted. uvicorn stops accepting on SIGTERM and waits for the requests in flight."""
+    graceful_timeout: float | None = 30.0,
+) -> int | None:
+    """Serve until SIGTERM or SIGINT: then stop accepting, let the requests in flight finish for up to
+    ``graceful_timeout`` seconds (``None``: as long as they take), and return the signal that stopped the server."""
     app = create_app(reranker, embedder, limits=limits, api_key=api_key)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=graceful_timeout
+    )
+    server = _DrainingServer(config)
+    server.run()
+    return server.stopped_by
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn's server, except that a signal it drained for is not raised again afterwards: a drained shutdown
+    exits with the command's own status (0 for SIGTERM) instead of dying of the signal."""
+
+    stopped_by: int | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            captured = self._captured_signals  # uvicorn re-raises these once its handlers are restored
+            self.stopped_by = captured[0] if captured else None
+            captured.clear()
