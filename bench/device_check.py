@@ -27,9 +27,6 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common`, `rerank` sit next to this script
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.oracle`: the official computation
-
-from tests.oracle import official_rerank_scores
 
 from common import WORKLOADS, cpu_flags, cpu_name, make_workload, random_checkpoint, release_memory
 from embed import QUERIES, official_peer, our_peer, sentence_transformer_peer
@@ -38,6 +35,7 @@ from qwen3_rag_components.engine.attention import uses_flex
 from qwen3_rag_components.engine.forward import build_pack_inputs, packed_hidden_states
 from qwen3_rag_components.engine.meta import dtype_name
 from qwen3_rag_components.engine.placement import choose_dtype
+from qwen3_rag_components.testing.oracle import official_rerank_scores
 from rerank import with_chat_template
 
 # bounds below fp32's: the bf16 ones are the issue's targets, the fp16 ones tests/test_precision.py's

@@ -29,9 +29,6 @@ import transformers
 from transformers import AutoModel, AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` sits next to this script
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.oracle`: the official computation
-
-from tests.oracle import TASK, get_detailed_instruct, official_embeddings
 
 import openvino_peer
 from common import (
@@ -57,6 +54,7 @@ from common import (
     useful_flops,
 )
 from qwen3_rag_components import Qwen3EmbedEngine
+from qwen3_rag_components.testing.oracle import TASK, get_detailed_instruct, official_embeddings
 
 QUERIES = WorkloadSpec("Q", "short queries", 100, 8, 0.4, 2, 20, seed=3)
 PEER_ORDER = ("official-padded", "st-sentence-transformer", "openvino-int8", "ours", "ours-int8")

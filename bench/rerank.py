@@ -28,10 +28,6 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` sits next to this script
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.oracle`: the official computation
-
-from tests.oracle import PREFIX, SUFFIX
-from tests.oracle import TASK as INSTRUCTION
 
 import openvino_peer
 from common import (
@@ -61,6 +57,8 @@ from common import (
 from qwen3_rag_components.engine import Qwen3RerankEngine
 from qwen3_rag_components.engine.options import DEFAULT_MAX_TOKENS_PER_PACK
 from qwen3_rag_components.engine.packing import plan_packs
+from qwen3_rag_components.testing.oracle import PREFIX, SUFFIX
+from qwen3_rag_components.testing.oracle import TASK as INSTRUCTION
 
 OFFICIAL_MAX_LENGTH = 8192
 

@@ -8,11 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qwen3_rag_components import RerankOptions
+from qwen3_rag_components import Qwen3RerankEngine, RerankOptions
 from qwen3_rag_components.engine.errors import InvalidParameter
 from qwen3_rag_components.engine.options import Chunking, chunking_of
-
-from .oracle import official_rerank_scores
+from qwen3_rag_components.testing.oracle import official_rerank_scores
 
 TOLERANCE = 1e-5
 QUERY = "which river flows through the capital?"
@@ -96,3 +95,36 @@ def test_windows_are_cut_by_max_length_like_documents(rerank_engine, official_re
     windows = chunk_texts(rerank_engine, tokenizer, document, Chunking(60))
     expected = max(official_rerank_scores(model, tokenizer, QUERY, windows, max_length=100))
     assert abs(result.scores[0] - expected) <= TOLERANCE and result.meta.truncated_documents == 1
+
+
+def test_every_reranker_and_the_cohere_route_take_the_same_windows(reranker_model):
+    from haystack import Document
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    from qwen3_rag_components.haystack import Qwen3Ranker
+    from qwen3_rag_components.langchain import Qwen3Reranker
+    from qwen3_rag_components.llamaindex import Qwen3Rerank
+
+    from .serve_api.conftest import AUTH, make_client
+
+    texts = [" ".join(WORDS * 3), "the capital", " ".join(reversed(WORDS * 2))]
+    engine = Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu")
+    expected = engine.with_options(chunking=Chunking(20, 4)).score_with_meta(QUERY, texts)
+    windows = {"max_tokens_per_doc": 20, "chunk_overlap": 4}
+
+    haystack = Qwen3Ranker(reranker_model, **windows).run(QUERY, [Document(content=t) for t in texts])
+    assert sorted(d.score for d in haystack["documents"]) == sorted(expected.scores)
+    assert haystack["meta"]["chunks"] == expected.meta.chunks > len(texts)
+    langchain = Qwen3Reranker(model=reranker_model, top_n=None, **windows).rerank(texts, QUERY)
+    assert {r["index"]: r["relevance_score"] for r in langchain} == dict(enumerate(expected.scores))
+    nodes = [NodeWithScore(node=TextNode(text=t)) for t in texts]
+    llamaindex = Qwen3Rerank(model=reranker_model, top_n=3, **windows).postprocess_nodes(nodes, query_str=QUERY)
+    assert sorted(n.score for n in llamaindex) == sorted(expected.scores)
+
+    cohere = make_client(reranker_model, None).post(
+        "/v2/rerank", json={"query": QUERY, "documents": texts, "max_tokens_per_doc": 20}, headers=AUTH
+    )
+    by_window = engine.with_options(chunking=Chunking(20)).score_with_meta(QUERY, texts)
+    body = cohere.json()
+    assert {r["index"]: r["relevance_score"] for r in body["results"]} == dict(enumerate(by_window.scores))
+    assert body["meta"]["engine"]["chunks"] == by_window.meta.chunks

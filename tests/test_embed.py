@@ -1,4 +1,4 @@
-"""Qwen3EmbedEngine: vectors equal the official padded path (tests/oracle.py) to 1e-5; isolation; MRL; errors."""
+"""Qwen3EmbedEngine: vectors equal the official padded path (testing/oracle.py) to 1e-5; isolation; MRL; errors."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qwen3_rag_components import Qwen3EmbedEngine
+from qwen3_rag_components.testing.oracle import TASK, get_detailed_instruct, official_embeddings
 
 from .conftest import capture_jobs
-from .oracle import TASK, get_detailed_instruct, official_embeddings
 from .texts import BOUNDARY_DOCUMENTS, random_documents
 
 TOLERANCE = 1e-5

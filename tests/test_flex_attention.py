@@ -21,8 +21,8 @@ import qwen3_rag_components.engine.forward as forward_module
 from qwen3_rag_components import Qwen3EmbedEngine, Qwen3RerankEngine
 from qwen3_rag_components.engine.attention import FLEX_BLOCK, attend_reference, eager_flex, flex_pack_attention
 from qwen3_rag_components.engine.forward import build_pack_inputs
+from qwen3_rag_components.testing.oracle import official_embeddings, official_rerank_scores
 
-from .oracle import official_embeddings, official_rerank_scores
 from .texts import BOUNDARY_DOCUMENTS, random_documents
 
 HEADS, KV_HEADS, HEAD_DIM = 4, 2, 16

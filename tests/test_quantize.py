@@ -21,8 +21,7 @@ from qwen3_rag_components.engine.quantize import (
     replace_projections,
     weight_levels,
 )
-
-from .oracle import official_embeddings, official_rerank_scores
+from qwen3_rag_components.testing.oracle import official_embeddings, official_rerank_scores
 
 QUERY = "What is the capital of China?"
 # Where the official fp32 code and the packed path differ in the last bits (1e-7), a value at a rounding boundary of

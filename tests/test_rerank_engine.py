@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qwen3_rag_components import Qwen3RerankEngine
+from qwen3_rag_components.testing.oracle import official_rerank_scores
 
 from .conftest import capture_jobs
-from .oracle import official_rerank_scores
 from .texts import BOUNDARY_DOCUMENTS, random_documents
 
 TOLERANCE = 1e-5

@@ -1,4 +1,4 @@
-"""The engine's scores equal the official per-pair computation (tests/oracle.py) to 1e-5 in fp32."""
+"""The engine's scores equal the official per-pair computation (testing/oracle.py) to 1e-5 in fp32."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import statistics
 import pytest
 
 from qwen3_rag_components import Qwen3RerankEngine
+from qwen3_rag_components.testing.oracle import official_rerank_scores
 
-from .oracle import official_rerank_scores
 from .texts import BOUNDARY_DOCUMENTS, random_documents
 
 TOLERANCE = 1e-5

@@ -22,8 +22,7 @@ from qwen3_rag_components.engine.service import (
     ranked_order,
     score_requests_async,
 )
-
-from .oracle import official_rerank_scores
+from qwen3_rag_components.testing.oracle import official_rerank_scores
 
 QUERY = "what is dense retrieval?"
 DOCUMENTS = [

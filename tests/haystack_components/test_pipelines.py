@@ -206,6 +206,7 @@ def test_a_pipeline_saved_by_0_1_loads_and_runs_unchanged(
         saved[name]["init_parameters"] |= {"precision": "float32", "ranges": None}
     for name in ("text_embedder", "doc_embedder", "ranker"):
         saved[name]["init_parameters"]["quantization"] = None
+    saved["ranker"]["init_parameters"] |= {"max_tokens_per_doc": None, "chunk_overlap": 0}
     assert pipeline.to_dict()["components"] == saved  # saves back the same, plus the new defaults
 
     # Every saved option reaches the engine: compare with the engine called with the same options.

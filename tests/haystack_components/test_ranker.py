@@ -67,6 +67,8 @@ def test_to_dict_defaults():
             "max_length": 8192,
             "max_tokens_per_pack": 8192,
             "max_docs_per_pack": None,
+            "max_tokens_per_doc": None,
+            "chunk_overlap": 0,
         },
     }
 
@@ -88,6 +90,8 @@ def custom_ranker() -> Qwen3Ranker:
         max_length=512,
         max_tokens_per_pack=2048,
         max_docs_per_pack=16,
+        max_tokens_per_doc=256,
+        chunk_overlap=32,
     )
 
 
@@ -110,6 +114,8 @@ CUSTOM_DICT = {
         "max_length": 512,
         "max_tokens_per_pack": 2048,
         "max_docs_per_pack": 16,
+        "max_tokens_per_doc": 256,
+        "chunk_overlap": 32,
     },
 }
 
@@ -145,6 +151,9 @@ def test_model_accepts_a_path(tmp_path):
         ({"max_length": 0}, ValueError, "max_length=0"),
         ({"max_tokens_per_pack": 0}, ValueError, "max_tokens_per_pack=0"),
         ({"max_docs_per_pack": 0}, ValueError, "max_docs_per_pack=0"),
+        ({"max_tokens_per_doc": 0}, ValueError, "max_tokens_per_doc=0"),
+        ({"max_tokens_per_doc": 8, "chunk_overlap": 8}, ValueError, "overlap=8 is invalid"),
+        ({"chunk_overlap": 4}, ValueError, "chunk_overlap applies with max_tokens_per_doc only"),
         ({"dtype": "int8"}, ValueError, "dtype='int8' is not supported"),
         ({"quantization": "int4"}, ValueError, r"quantization='int4' is not supported; use one of \['int8'\]"),
         ({"device": "cpu"}, ValueError, "Must either be None or ComponentDevice"),

@@ -9,10 +9,14 @@ import sys
 import httpx
 import numpy as np
 import pytest
+from prometheus_client import generate_latest
 
 from qwen3_rag_components import RerankOptions
 from qwen3_rag_components.cli.main import build_parser
 from qwen3_rag_components.serve import ServeLimits
+from qwen3_rag_components.serve.admission import Admission
+from qwen3_rag_components.serve.errors import RequestError
+from qwen3_rag_components.serve.metrics import Metrics
 
 from .conftest import AUTH, make_client
 
@@ -142,11 +146,47 @@ def test_malformed_json_and_oversized_bodies(reranker_model):
 
 
 def test_tei_truncate_false_refuses_what_the_official_rule_would_cut(reranker_model, embedder_model):
-    client = make_client(reranker_model, None, rerank_options=RerankOptions(max_length=80))
-    long = "word " * 100
-    refused = post(client, "/rerank", {"query": QUERY, "texts": ["short", long]})
-    assert refused.status_code == 413 and '"truncate": true' in refused.json()["message"]
+    client = make_client(reranker_model, embedder_model, rerank_options=RerankOptions(max_length=80))
+    state = client.app.state.serve
+    long = "word " * 10_000  # past the embedder's max_length too
+    for route, field, model in (("/rerank", "texts", state.reranker), ("/embed", "inputs", state.embedder)):
+        scheduler = model.holder.engine.scheduler
+        packs = scheduler.packs_run
+        refused = post(client, route, {"query": QUERY, field: ["short", long]} if field == "texts" else {field: [long]})
+        assert refused.status_code == 413 and '"truncate": true' in refused.json()["message"]
+        assert refused.json()["error"]["param"] == field
+        assert scheduler.packs_run == packs  # decided from the token counts: no pack ran
     assert post(client, "/rerank", {"query": QUERY, "texts": ["short", long], "truncate": True}).status_code == 200
+
+
+def test_admission_refuses_past_its_limits_with_retry_after():
+    metrics = Metrics()
+    admission = Admission(max_requests=2, max_queued_tokens=100, metrics=metrics)
+    with admission.request(), admission.request():
+        with pytest.raises(RequestError) as refused, admission.request():
+            pass
+        assert refused.value.status == 429 and refused.value.headers == {"Retry-After": "1"}
+        assert "2 requests are in flight" in refused.value.message
+    refusal = pytest.raises(RequestError, match="500 tokens are queued and this request adds 1")
+    with admission.tokens(500), refusal, admission.tokens(1):  # the 500 alone: admitted whatever its size
+        pass
+    with admission.tokens(60), admission.tokens(40):  # up to the limit
+        assert admission.queued_tokens == 100
+    assert (admission.requests, admission.queued_tokens) == (0, 0)  # every slot given back
+    text = generate_latest(metrics.registry).decode()
+    assert 'qwen3_rag_rejected_requests_total{limit="requests"} 1.0' in text
+    assert 'qwen3_rag_rejected_requests_total{limit="tokens"} 1.0' in text and "qwen3_rag_queued_tokens 0.0" in text
+
+
+def test_a_429_is_json_with_retry_after(reranker_model):
+    client = make_client(reranker_model, None, limits=ServeLimits(max_concurrent_requests=1))
+    with client.app.state.serve.admission.request():  # one request in flight
+        response = post(client, "/v1/rerank", {"query": QUERY, "documents": ["a"]})
+    assert response.status_code == 429 and response.headers["retry-after"] == "1"
+    assert (
+        response.json()["error"]["type"] == "overloaded" and "(--max-concurrent-requests)" in response.json()["message"]
+    )
+    assert post(client, "/v1/rerank", {"query": QUERY, "documents": ["a"]}).status_code == 200
 
 
 def test_an_api_key_is_required_on_every_route_but_health(client):

