@@ -17,10 +17,12 @@ from qwen3_rag_components.engine.quantize import (
     Int8Linear,
     check_quantization_device,
     quantization_of,
+    quantize_model,
     quantize_tokens,
     replace_projections,
     weight_levels,
 )
+from qwen3_rag_components.testing.checkpoints import TINY, qwen3_config
 from qwen3_rag_components.testing.oracle import official_embeddings, official_rerank_scores
 
 QUERY = "What is the capital of China?"
@@ -148,15 +150,30 @@ def test_int8_embeddings_are_the_official_code_with_int8_projections(embedder_mo
     assert result.meta.quantization == "int8"
 
 
-def test_int8_replaces_the_seven_projections_of_every_layer_and_nothing_else(reranker_model: str) -> None:
+def test_int8_replaces_the_seven_projections_of_every_layer_but_the_first_and_nothing_else(
+    reranker_model: str,
+) -> None:
     engine = Qwen3RerankEngine.from_pretrained(reranker_model, device="cpu", dtype="float32", quantization="int8")
+    assert len(engine.model.layers) > 1
     quantized = [name for name, module in engine.model.named_modules() if isinstance(module, Int8Linear)]
-    expected = [f"layers.{i}.{path}" for i in range(len(engine.model.layers)) for path in PROJECTIONS]
+    expected = [f"layers.{i}.{path}" for i in range(1, len(engine.model.layers)) for path in PROJECTIONS]
     assert sorted(quantized) == sorted(expected)
-    assert not [name for name, module in engine.model.named_modules() if isinstance(module, nn.Linear)]
+    kept = [name for name, module in engine.model.named_modules() if isinstance(module, nn.Linear)]
+    assert sorted(kept) == sorted(f"layers.0.{path}" for path in PROJECTIONS)
+    assert {module.weight.dtype for module in engine.model.layers[0].modules() if isinstance(module, nn.Linear)} == {
+        torch.float32
+    }
     assert engine.model.embed_tokens.weight.dtype == torch.float32
     # The parameters left own their memory: no view keeps the checkpoint's memory-mapped file alive.
     assert all(p.untyped_storage().nbytes() == p.nbytes for p in engine.model.parameters())
+
+
+@pytest.mark.parametrize(("layers", "kept"), [(1, []), (2, [0]), (3, [0])])
+def test_only_a_one_layer_model_quantizes_its_first_layer(layers: int, kept: list[int]) -> None:
+    model = AutoModel.from_config(qwen3_config(TINY.with_layers(layers), tie_word_embeddings=False)).eval()
+    quantize_model(model)
+    assert [i for i, layer in enumerate(model.layers) if isinstance(layer.mlp.down_proj, nn.Linear)] == kept
+    assert quantization_of(model) == "int8"
 
 
 def test_the_engine_cache_keeps_int8_apart(reranker_model: str) -> None:

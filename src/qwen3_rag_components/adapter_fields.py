@@ -37,9 +37,9 @@ class EngineFields(BaseModel):
     on CUDA and on CPUs where bf16 products measure faster than fp32 (AMX, Zen 4), else fp32. fp32 gives the official
     numbers (within 1e-5); bf16 is faster and agrees to about 1e-2 (see docs/fidelity.md)."""
     quantization: str | None = None
-    """``"int8"`` (CPU only): the projections of every layer run int8 weights and activations, quantized at load from
-    the normal checkpoint; faster where the CPU's int8 products are, with scores or vectors that move from the fp32
-    ones (measured in docs/fidelity.md). ``None``: everything in ``dtype``."""
+    """``"int8"`` (CPU only): the projections of every layer but the first run int8 weights and activations,
+    quantized at load from the normal checkpoint; faster where the CPU's int8 products are, with scores or vectors
+    that move from the fp32 ones (measured in docs/fidelity.md). ``None``: everything in ``dtype``."""
     local_files_only: bool = False
     """Only use local files (a folder or the Hugging Face cache); never download."""
     revision: str | None = None

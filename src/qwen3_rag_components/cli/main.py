@@ -175,7 +175,8 @@ def add_model_options(parser: argparse.ArgumentParser, default_model: str) -> No
         "--quantization",
         choices=list(QUANTIZATIONS),
         default=None,
-        help="int8: int8 weights and activations in every layer's projections, quantized at load (CPU only)",
+        help="int8: int8 weights and activations in every layer's projections but the first layer's, quantized at load "
+        "(CPU only)",
     )
     group.add_argument(
         "--max-tokens-per-pack",

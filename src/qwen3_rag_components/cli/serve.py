@@ -46,7 +46,8 @@ def add_serve_command(commands: Any, positive_int: Any) -> None:
         "--quantization",
         choices=list(QUANTIZATIONS),
         default=None,
-        help="int8: int8 weights and activations in every layer's projections, quantized at load (CPU only)",
+        help="int8: int8 weights and activations in every layer's projections but the first layer's, quantized at load "
+        "(CPU only)",
     )
     models.add_argument("--local-files-only", action="store_true", help="never touch the network; use the local cache")
     models.add_argument(

@@ -340,13 +340,14 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
 
     *layers, last = model.layers
 
-    def shared_input(hc: torch.Tensor) -> torch.Tensor | QuantizedTokens:
-        """The input of several projections, quantized once where they are int8."""
-        return quantize_tokens(hc) if quantized else hc
+    def shared_input(reader: torch.nn.Module, hc: torch.Tensor) -> torch.Tensor | QuantizedTokens:
+        """The input of several projections (``reader`` one of them), quantized once where they are int8."""
+        return quantize_tokens(hc) if isinstance(reader, Int8Linear) else hc
 
     def attention_inputs(layer: torch.nn.Module, c: slice, n: int, hc: torch.Tensor) -> None:
         """Keys and values of chunk ``c``, and queries except in the last layer, from its normed input hc [n, C]."""
-        attn, hc = layer.self_attn, shared_input(hc)
+        attn = layer.self_attn
+        hc = shared_input(attn.k_proj, hc)
         kc = project(attn.k_proj, hc, out=k_chunk[:n].view(n, -1)).view(n, kv_heads, head_dim)
         steps.norm_rope(attn.k_norm, kc, cos[c], sin[c], k[c])
         project(attn.v_proj, hc, out=v[c].view(n, -1))
@@ -367,7 +368,7 @@ def packed_hidden_states(model: Qwen3Model, inputs: PackInputs, workspace: Works
         for c in chunks:
             n = len(x[c])
             project(attn.o_proj, attended[c], out=added[:n])
-            hc = shared_input(steps.add_norm(layer.post_attention_layernorm, x[c], added[:n], h[:n]))
+            hc = shared_input(mlp.gate_proj, steps.add_norm(layer.post_attention_layernorm, x[c], added[:n], h[:n]))
             g = project(mlp.gate_proj, hc, out=gate[:n])
             steps.swiglu(g, project(mlp.up_proj, hc, out=up[:n]))
             project(mlp.down_proj, g, out=added[:n])

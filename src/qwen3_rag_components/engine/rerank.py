@@ -145,7 +145,7 @@ class Qwen3RerankEngine(HasOptions):
 
         ``device`` defaults to CUDA when available, else CPU; ``dtype`` to bf16 on CUDA and on CPUs where bf16
         measures faster, else fp32 (the exact path; see :func:`~qwen3_rag_components.engine.placement.choose_dtype`).
-        ``quantization="int8"`` (CPU) quantizes the projections of every layer to int8 at load (see
+        ``quantization="int8"`` (CPU) quantizes the projections of every layer but the first to int8 at load (see
         :mod:`~qwen3_rag_components.engine.quantize`): faster where the CPU's int8 products are, at a measured cost in
         fidelity (docs/fidelity.md).
         The other arguments are

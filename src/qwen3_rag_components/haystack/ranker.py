@@ -84,9 +84,10 @@ class Qwen3Ranker(EngineComponent):
         :param dtype: `"float32"`, `"bfloat16"`, `"float16"` (or `"fp32"`, `"bf16"`, `"fp16"`);
             `None`: bf16 on CUDA and on CPUs where bf16 measures faster, else fp32. fp32 gives the official numbers
             (within 1e-5); bf16 is faster and agrees to about 1e-2 (see docs/fidelity.md).
-        :param quantization: `"int8"` (CPU only): the projections of every layer run int8 weights and activations,
-            quantized at load from the normal checkpoint; faster where the CPU's int8 products are, with scores or
-            vectors that move from the fp32 ones (measured in docs/fidelity.md). `None`: everything in `dtype`.
+        :param quantization: `"int8"` (CPU only): the projections of every layer but the first run int8 weights and
+            activations, quantized at load from the normal checkpoint; faster where the CPU's int8 products are, with
+            scores or vectors that move from the fp32 ones (measured in docs/fidelity.md). `None`: everything in
+            `dtype`.
         :param token: The Hugging Face token for private or gated models.
         :param local_files_only: If `True`, never download: use the local folder or the Hugging Face cache only.
         :param revision: The model revision (branch, tag or commit) on the Hugging Face Hub.

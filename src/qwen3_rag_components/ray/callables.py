@@ -37,8 +37,8 @@ class Qwen3RayEmbedder(EngineActor):
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; ``None`` picks CUDA when the actor sees a GPU, else CPU.
         dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` (or short names); ``None``: bf16 on CUDA and AMX
             CPUs, else fp32.
-        quantization: ``"int8"`` (CPU only): int8 weights and activations in every layer's projections; ``None``:
-            everything in ``dtype``.
+        quantization: ``"int8"`` (CPU only): int8 weights and activations in the projections of every layer but
+            the first; ``None``: everything in ``dtype``.
         local_files_only: Never download; use the folder or the Hugging Face cache of each node.
         revision: Hub revision (branch, tag or commit).
         token: Hugging Face token (sent to every actor with its arguments); ``None`` uses each node's ``HF_TOKEN``.
@@ -144,8 +144,8 @@ class Qwen3RayReranker(EngineActor):
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; ``None`` picks CUDA when the actor sees a GPU, else CPU.
         dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` (or short names); ``None``: bf16 on CUDA and AMX
             CPUs, else fp32.
-        quantization: ``"int8"`` (CPU only): int8 weights and activations in every layer's projections; ``None``:
-            everything in ``dtype``.
+        quantization: ``"int8"`` (CPU only): int8 weights and activations in the projections of every layer but
+            the first; ``None``: everything in ``dtype``.
         local_files_only: Never download; use the folder or the Hugging Face cache of each node.
         revision: Hub revision (branch, tag or commit).
         token: Hugging Face token (sent to every actor with its arguments); ``None`` uses each node's ``HF_TOKEN``.
