@@ -35,8 +35,8 @@ class Qwen3RayEmbedder(EngineActor):
         normalize: L2-normalise each vector after cutting it.
         instruction: Query instruction (``kind="queries"`` only); ``None`` uses the official one.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; ``None`` picks CUDA when the actor sees a GPU, else CPU.
-        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` (or short names); ``None``: bf16 on CUDA and AMX
-            CPUs, else fp32.
+        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` (or short names); ``None``: bf16 on CUDA and on CPUs
+            where bf16 measures faster, else fp32.
         quantization: ``"int8"`` (CPU only): int8 weights and activations in the projections of every layer but
             the first; ``None``: everything in ``dtype``.
         local_files_only: Never download; use the folder or the Hugging Face cache of each node.
@@ -129,9 +129,9 @@ class Qwen3RayReranker(EngineActor):
     - a list of candidate documents per row (``list<string>``): the output is a list of scores, in the same order;
     - one document per row (``string``), as in offline-eval pair tables: the output is one float.
 
-    Scores are the engine's ``P(yes)`` (:meth:`Qwen3RerankEngine.score_batch`). A batch is one engine call, which
-    computes each distinct query's prompt prefix once per pack for all the documents of its rows. Every input column
-    is kept; the output column is added at the end, rows in batch order. Use ``batch_format="pyarrow"`` (or
+    Scores are the engine's ``P(yes)`` (:meth:`Qwen3RerankEngine.score_batch_with_meta`). A batch is one engine
+    call, which computes each distinct query's prompt prefix once per pack for all the documents of its rows. Every
+    input column is kept; the output column is added at the end, rows in batch order. Use ``batch_format="pyarrow"`` (or
     :func:`rerank_dataset`, which sets it).
 
     Args:
@@ -142,8 +142,8 @@ class Qwen3RayReranker(EngineActor):
             row, ``"scores"`` for lists.
         instruction: Task instruction of the prompt; ``None`` uses the official one.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; ``None`` picks CUDA when the actor sees a GPU, else CPU.
-        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` (or short names); ``None``: bf16 on CUDA and AMX
-            CPUs, else fp32.
+        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` (or short names); ``None``: bf16 on CUDA and on CPUs
+            where bf16 measures faster, else fp32.
         quantization: ``"int8"`` (CPU only): int8 weights and activations in the projections of every layer but
             the first; ``None``: everything in ``dtype``.
         local_files_only: Never download; use the folder or the Hugging Face cache of each node.
