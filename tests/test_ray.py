@@ -16,7 +16,9 @@ import pytest
 
 pytest.importorskip("ray.data", reason="the Ray callables need the 'ray' extra")
 import ray.data
+from sentence_transformers.util.quantization import quantize_embeddings as st_quantize
 
+from qwen3_rag_components.engine.precision import quantization_ranges
 from qwen3_rag_components.ray import (
     Qwen3RayEmbedder,
     Qwen3RayReranker,
@@ -238,6 +240,24 @@ def test_a_missing_column_is_named_with_the_columns_there(local_ray, embedder_mo
         rerank_dataset(ray.data.from_items(RERANK_ROWS[:2]), query_column="query", documents_column="docs")
 
 
+@pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
+def test_precision_gives_sentence_transformers_forms_of_the_engines_vectors(
+    embedder_model, reference_embedder, precision
+):
+    calibration = reference_embedder.encode(TEXTS[100:200]).embeddings
+    ranges = quantization_ranges(calibration).tolist() if precision in ("int8", "uint8") else None
+    embedder = Qwen3RayEmbedder(
+        embedder_model, column="text", precision=precision, ranges=ranges, local_files_only=True
+    )
+    batch = pa.table({"text": TEXTS[:BATCH]})
+    column = embedder(batch).column("embedding")
+    vectors = column.chunk(0).to_numpy() if isinstance(column, pa.ChunkedArray) else column.to_numpy()
+    vectors_fp32 = reference_embedder.encode(TEXTS[:BATCH]).embeddings
+    expected = st_quantize(vectors_fp32, precision, ranges=None if ranges is None else np.array(ranges))
+    assert vectors.dtype == expected.dtype and vectors.shape == expected.shape
+    np.testing.assert_array_equal(vectors, expected)
+
+
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
@@ -272,6 +292,18 @@ def test_a_missing_column_is_named_with_the_columns_there(local_ray, embedder_mo
             "with ds.drop_columns(['id']).",
         ),
         ({"dtype": "int8"}, ValueError, "dtype='int8' is not supported; use one of"),
+        ({"precision": "int4"}, ValueError, "precision='int4' is not supported; use one of float32, int8, uint8,"),
+        (
+            {"precision": "uint8"},
+            ValueError,
+            "Qwen3RayEmbedder quantizes each batch on its own, and precision='uint8' needs the range of each "
+            "dimension: pass ranges=quantization_ranges(calibration_vectors).tolist()",
+        ),
+        (
+            {"precision": "int8", "ranges": [[-1.0] * 3, [1.0] * 3]},
+            ValueError,
+            "ranges cover 3 dimensions but the vectors have 64;",
+        ),
         ({"device": "gpu0"}, ValueError, "device='gpu0' is not a torch device; use 'cpu', 'cuda' or 'cuda:N'."),
         ({"max_tokens_per_pack": 0}, ValueError, "max_tokens_per_pack=0 is invalid; it must be a positive int."),
         ({"concurrency": 0}, ValueError, "concurrency=0 is invalid; use a positive int, (min, max), or None."),

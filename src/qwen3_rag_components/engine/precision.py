@@ -54,6 +54,19 @@ def check_ranges_cover(ranges: RangesLike, dimensions: int) -> None:
         )
 
 
+def check_fixed_ranges(precision: str, ranges: RangesLike | None, pieces: str) -> None:
+    """int8 and uint8 scale each dimension over ``ranges``, or over the call's own vectors where ``ranges`` is None:
+    an adapter that embeds in ``pieces`` ("one query at a time", ...) would scale every piece differently, so it
+    needs ``ranges``."""
+    if precision in ("int8", "uint8") and ranges is None:
+        raise InvalidParameter(
+            "ranges",
+            f"{pieces}, and precision={precision!r} needs the range of each dimension: pass "
+            "ranges=quantization_ranges(calibration_vectors).tolist() (the document embedder's ranges), or use a "
+            "binary precision.",
+        )
+
+
 def quantization_ranges(calibration: np.ndarray) -> np.ndarray:
     """``[2, d]`` float32: the minimum and maximum of each dimension over calibration vectors ``[M, d]``."""
     calibration = np.asarray(calibration, dtype=np.float32)

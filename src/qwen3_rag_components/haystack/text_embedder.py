@@ -10,7 +10,7 @@ from haystack.utils import ComponentDevice, Secret
 
 from ..engine import EmbedOptions, EmbedResult, Qwen3EmbedEngine
 from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH
-from ..engine.precision import ranges_as_lists
+from ..engine.precision import check_fixed_ranges, ranges_as_lists
 from ..engine.service import Embedder
 from ._common import EngineComponent
 
@@ -88,12 +88,7 @@ class Qwen3TextEmbedder(EngineComponent):
         :raises ValueError:
             If an option is out of range.
         """
-        if precision in ("int8", "uint8") and ranges is None:
-            raise ValueError(
-                f"Qwen3TextEmbedder embeds one query at a time, and precision={precision!r} needs the range of each "
-                "dimension: pass ranges=quantization_ranges(calibration_vectors).tolist() (the document embedder's "
-                "ranges), or use a binary precision."
-            )
+        check_fixed_ranges(precision, ranges, "Qwen3TextEmbedder embeds one query at a time")
         options = EmbedOptions(
             instruction=instruction,
             dimensions=dimensions,

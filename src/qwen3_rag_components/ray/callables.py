@@ -11,6 +11,7 @@ from ray.data.extensions import ArrowTensorArray
 from ..engine import EmbedOptions, LoadSpec, Qwen3EmbedEngine, Qwen3RerankEngine, RerankOptions
 from ..engine.heads import check_dimensions
 from ..engine.options import DEFAULT_EMBEDDER, DEFAULT_MAX_LENGTH, DEFAULT_MAX_TOKENS_PER_PACK, DEFAULT_RERANKER
+from ..engine.precision import RangesLike, check_fixed_ranges, check_ranges_cover
 from .actor import EngineActor, hidden_size
 from .columns import check_batch, check_column_arguments, check_output_column, score_column
 
@@ -18,7 +19,8 @@ EMBED_KINDS = ("documents", "queries")
 
 
 class Qwen3RayEmbedder(EngineActor):
-    """Embeds a text column of each batch into a float32 ``[rows, dim]`` tensor column; for ``Dataset.map_batches``.
+    """Embeds a text column of each batch into a ``[rows, dim]`` tensor column (float32, or the ``precision``); for
+    ``Dataset.map_batches``.
 
     Vectors are the engine's (:meth:`Qwen3EmbedEngine.encode`): documents as they are, queries as
     ``"Instruct: {instruction}\\nQuery:{query}"``, cut to ``dimensions`` (MRL) and L2-normalised unless
@@ -29,10 +31,15 @@ class Qwen3RayEmbedder(EngineActor):
     Args:
         model: Hub id or local folder of a Qwen3-Embedding checkpoint; a folder must exist on every node.
         column: The text column to embed.
-        output_column: The column to add (``ArrowTensorTypeV2``, float32, shape ``(dim,)``).
+        output_column: The column to add (``ArrowTensorTypeV2``, float32, shape ``(dim,)``; see ``precision``).
         kind: ``"documents"`` (embedded as they are) or ``"queries"`` (with the query instruction).
         dimensions: Keep the first ``dimensions`` values (1 to the hidden size); ``None`` keeps them all.
         normalize: L2-normalise each vector after cutting it.
+        precision: ``"float32"``, or sentence-transformers' quantized forms of the vectors: ``"int8"``/``"uint8"``
+            (shape ``(dim,)``, over ``ranges``), ``"binary"`` (int8)/``"ubinary"`` (uint8), shape ``(ceil(dim / 8),)``.
+        ranges: The ``[2, dim]`` minima and maxima per dimension that int8/uint8 scale over
+            (``quantization_ranges(calibration_vectors).tolist()``); required for them, since every batch would
+            otherwise be scaled over its own vectors.
         instruction: Query instruction (``kind="queries"`` only); ``None`` uses the official one.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; ``None`` picks CUDA when the actor sees a GPU, else CPU.
         dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` (or short names); ``None``: bf16 on CUDA and on CPUs
@@ -68,6 +75,8 @@ class Qwen3RayEmbedder(EngineActor):
         kind: str = "documents",
         dimensions: int | None = None,
         normalize: bool = True,
+        precision: str = "float32",
+        ranges: RangesLike | None = None,
         instruction: str | None = None,
         device: str | None = None,
         dtype: str | None = None,
@@ -79,6 +88,7 @@ class Qwen3RayEmbedder(EngineActor):
         max_tokens_per_pack: int = DEFAULT_MAX_TOKENS_PER_PACK,
         meta_column: str | None = None,
     ) -> None:
+        check_fixed_ranges(precision, ranges, "Qwen3RayEmbedder quantizes each batch on its own")
         if kind not in EMBED_KINDS:
             raise ValueError(
                 f"kind={kind!r} is not supported; use 'documents' (embedded as they are) or 'queries' "
@@ -95,6 +105,8 @@ class Qwen3RayEmbedder(EngineActor):
             instruction=instruction,
             dimensions=dimensions,
             normalize=normalize,
+            precision=precision,
+            ranges=ranges,
             max_length=max_length,
             max_tokens_per_pack=max_tokens_per_pack,
         )
@@ -108,10 +120,13 @@ class Qwen3RayEmbedder(EngineActor):
         size = hidden_size(arguments["model"], arguments["revision"])
         if size is not None:
             check_dimensions(arguments["dimensions"], size)
+            if arguments["ranges"] is not None:
+                check_ranges_cover(arguments["ranges"], arguments["dimensions"] or size)
         return arguments
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        """The batch with ``output_column`` added: one float32 vector per row, in row order."""
+        """The batch with ``output_column`` added: one vector per row (float32, or the ``precision``), in row
+        order."""
         check_batch(type(self).__name__, batch, {"column": self.column})
         check_output_column(self.output_column, batch.column_names)
         check_output_column(self.meta_column, batch.column_names, "meta_column")

@@ -41,7 +41,8 @@ def embed_dataset(
         num_cpus: CPUs per actor; on CPU, Ray sets each actor's ``OMP_NUM_THREADS`` (torch's thread count) to it.
         map_batches_kwargs: More keyword arguments for ``Dataset.map_batches`` (``memory``, ``runtime_env``, ...).
         **options: The other :class:`Qwen3RayEmbedder` arguments (``output_column``, ``kind``, ``dimensions``,
-            ``normalize``, ``instruction``, ``device``, ``dtype``, ``local_files_only``, ``max_tokens_per_pack``, ...).
+            ``normalize``, ``precision``, ``ranges``, ``instruction``, ``device``, ``dtype``, ``local_files_only``,
+            ``max_tokens_per_pack``, ...).
 
     Returns:
         The lazy dataset with the embedding column (by default ``"embedding"``).
