@@ -62,8 +62,8 @@ def check_fixed_ranges(precision: str, ranges: RangesLike | None, pieces: str) -
         raise InvalidParameter(
             "ranges",
             f"{pieces}, and precision={precision!r} needs the range of each dimension: pass "
-            "ranges=quantization_ranges(calibration_vectors).tolist() (the document embedder's ranges), or use a "
-            "binary precision.",
+            "ranges=quantization_ranges(calibration_vectors).tolist() (calibration_vectors: embedded documents, "
+            "for instance), or use a binary precision.",
         )
 
 
