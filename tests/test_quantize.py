@@ -57,15 +57,18 @@ class EmulatedInt8Linear(nn.Module):
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
-        weight = linear.weight.detach().double()  # [out, in]
+        weight = linear.weight.detach().float()  # [out, in]
         levels = weight_levels()  # 127, or 63 on CPUs whose kernel saturates (a fact of this machine, measured)
-        self.weight_scale = (weight.abs().amax(1).float().clamp_min(torch.finfo(torch.float32).tiny) / levels).double()
-        self.quantized = torch.round(weight / self.weight_scale[:, None]).clamp(-levels, levels)  # [out, in] integers
+        scale = weight.abs().amax(1).clamp_min(torch.finfo(torch.float32).tiny) / levels  # [out] fp32, as documented
+        # The integers as the documented fp32 division rounds them (a double division would round a value that sits
+        # on a .5 boundary in fp32 the other way); from there on, float64 is exact.
+        self.quantized = torch.round(weight / scale[:, None]).clamp(-levels, levels).double()  # [out, in] integers
+        self.weight_scale = scale.double()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = (x.abs().amax(-1, keepdim=True).float().clamp_min(torch.finfo(torch.float32).tiny) / 127).double()
-        integers = torch.round(x.double() / scale)  # [..., in] in -127..127
-        return ((integers @ self.quantized.T) * scale * self.weight_scale).to(x.dtype)
+        scale = x.abs().amax(-1, keepdim=True).float().clamp_min(torch.finfo(torch.float32).tiny) / 127  # [..., 1]
+        integers = torch.round(x.float() / scale).double()  # [..., in] in -127..127
+        return ((integers @ self.quantized.T) * scale.double() * self.weight_scale).to(x.dtype)
 
 
 def emulate_int8(model: nn.Module) -> nn.Module:
