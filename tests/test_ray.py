@@ -250,8 +250,7 @@ def test_precision_gives_sentence_transformers_forms_of_the_engines_vectors(
         embedder_model, column="text", precision=precision, ranges=ranges, local_files_only=True
     )
     batch = pa.table({"text": TEXTS[:BATCH]})
-    column = embedder(batch).column("embedding")
-    vectors = column.chunk(0).to_numpy() if isinstance(column, pa.ChunkedArray) else column.to_numpy()
+    (vectors,) = [chunk.to_numpy() for chunk in embedder(batch).column("embedding").chunks]  # one batch: one chunk
     vectors_fp32 = reference_embedder.encode(TEXTS[:BATCH]).embeddings
     expected = st_quantize(vectors_fp32, precision, ranges=None if ranges is None else np.array(ranges))
     assert vectors.dtype == expected.dtype and vectors.shape == expected.shape
